@@ -1,0 +1,213 @@
+"""BaseMethod: what every SSL method shares, so a method file only declares heads and a loss.
+
+Owns the backbone (from the registry), the multi-view batch contract, the optimiser with its
+per-step warmup+cosine schedule and batch-size LR scaling, divergence checks, RNG state in
+checkpoints, and (via ``configure_callbacks``) online linear probing, k-NN evaluation and the
+collapse monitor.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from ..backbones import build_backbone
+from ..errors import DivergenceError
+from ..optim import build_optimizer, parameter_groups, scaled_lr, warmup_cosine_scheduler
+
+SSLOutput = Tensor | dict[str, Any]
+
+
+class BaseMethod(pl.LightningModule):
+    """Base class of all methods.
+
+    A subclass builds its heads in ``__init__`` and implements ``ssl_loss(feats)``: given the
+    backbone features of the views (a list of (B, D) tensors, global views first), return the loss,
+    or a dict ``{"loss": loss, "z": [z1, z2, ...]}`` where ``z`` are the per-view embeddings the
+    collapse monitor should watch (by default it watches the backbone features).
+
+    Batches are ``(views, labels)``: ``views`` a list of N image tensors (2 global views, then
+    optional small crops); labels are used only by the evaluation callbacks, never by the loss.
+    """
+
+    #: number of leading views that are global (full-resolution) views
+    num_global_views: int = 2
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict | None = None,
+        num_classes: int = 10,
+        optimizer: str = "sgd",
+        lr: float = 0.05,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        lars_trust_coeff: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        exclude_bias_n_norm: bool = True,
+        lr_scaling: str = "linear",
+        reference_batch_size: int = 256,
+        warmup_epochs: float = 10.0,
+        final_lr_factor: float = 0.0,
+        fused_optimizer: bool = True,
+        concat_views: bool = True,
+        check_finite_every_n_steps: int = 1,
+        linear_probe: bool = True,
+        probe_lr: float = 0.1,
+        knn: bool = True,
+        knn_k: int = 20,
+        knn_temperature: float = 0.07,
+        collapse_monitor: bool = True,
+        monitor_every_n_steps: int = 50,
+        monitor_buffer_size: int = 2048,
+        monitor_kappa: float | None = None,
+        channels_last: bool = False,
+        compile_backbone: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone, self.feature_dim = build_backbone(backbone, **(backbone_kwargs or {}))
+        if channels_last:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        if compile_backbone:
+            self.backbone.compile()
+        self.register_buffer("_nonfinite_steps", torch.zeros((), dtype=torch.long), persistent=False)
+
+    # ----------------------------------------------------------------------------- forward pieces
+    def forward(self, images: Tensor) -> Tensor:
+        """Backbone features of an image batch (what evaluation uses)."""
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.backbone(images)
+
+    def encode_views(self, views: list[Tensor], encoder=None) -> list[Tensor]:
+        """Features of each view. Views of the same resolution go through the encoder as one batch
+        (``concat_views``: fewer, larger kernels; BatchNorm then sees all views, as in SimCLR's
+        global BN), and the result is split back per view."""
+        encoder = encoder or self.forward
+        if not self.hparams.concat_views:
+            return [encoder(v) for v in views]
+        feats: list[Tensor | None] = [None] * len(views)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, v in enumerate(views):
+            by_shape.setdefault(tuple(v.shape[1:]), []).append(i)
+        for idx in by_shape.values():
+            out = encoder(torch.cat([views[i] for i in idx])).chunk(len(idx))
+            for i, f in zip(idx, out):
+                feats[i] = f
+        return feats  # type: ignore[return-value]
+
+    def gather(self, x: Tensor, sync_grads: bool = True) -> Tensor:
+        """Concatenate ``x`` over all ranks (with gradients flowing back to each rank's part);
+        the identity on one process."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return x
+        return self.all_gather(x, sync_grads=sync_grads).flatten(0, 1)
+
+    def ssl_loss(self, feats: list[Tensor]) -> SSLOutput:
+        """The method's loss from the per-view backbone features. Subclasses implement this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement ssl_loss(feats)")
+
+    def compute_ssl_loss(self, views: list[Tensor]) -> tuple[list[Tensor], SSLOutput]:
+        """Features of the views and the method's loss (BaseMomentumMethod adds the teacher)."""
+        feats = self.encode_views(views)
+        return feats, self.ssl_loss(feats)
+
+    # ----------------------------------------------------------------------------- steps
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict[str, Any]:
+        views, labels = batch
+        feats, out = self.compute_ssl_loss(views)
+        out = out if isinstance(out, dict) else {"loss": out}
+        loss = out["loss"]
+        self._check_finite(loss)
+        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=False, sync_dist=True)
+        self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        monitored = out.get("z") or feats[: self.num_global_views]
+        return {  # what the callbacks read in on_train_batch_end
+            "loss": loss,
+            "feats": feats[0].detach(),
+            "labels": labels,
+            "z": [z.detach() for z in monitored],
+        }
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Backbone features of un-augmented images, for the probe and k-NN callbacks
+        (dataloader 0: val split; 1: the train split used as k-NN bank)."""
+        images, labels = batch
+        return {"feats": self(images).float(), "labels": labels}
+
+    def _check_finite(self, loss: Tensor) -> None:
+        """Count non-finite losses on the device; synchronise only every N steps."""
+        self._nonfinite_steps += (~torch.isfinite(loss.detach())).long()
+        every = max(1, self.hparams.check_finite_every_n_steps)
+        if self.global_step % every == 0:
+            self.raise_if_diverged()
+
+    def raise_if_diverged(self) -> None:
+        if int(self._nonfinite_steps) > 0:
+            raise DivergenceError(
+                f"loss became NaN/inf by step {self.global_step} (epoch {self.current_epoch}); "
+                "try a lower lr or more warmup; the last good checkpoint was kept")
+
+    # ----------------------------------------------------------------------------- optimisation
+    @property
+    def global_batch_size(self) -> int:
+        trainer = self.trainer
+        dm = getattr(trainer, "datamodule", None)
+        batch_size = getattr(dm, "batch_size", None) or self.hparams.get("batch_size") or 256
+        return int(batch_size) * trainer.world_size * trainer.accumulate_grad_batches
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        groups = parameter_groups(self, hp.weight_decay, hp.exclude_bias_n_norm)
+        lr = scaled_lr(hp.lr, self.global_batch_size, hp.reference_batch_size, hp.lr_scaling)
+        fused = hp.fused_optimizer and self.device.type == "cuda"
+        opt = build_optimizer(hp.optimizer, groups, lr, momentum=hp.momentum,
+                              lars_trust_coeff=hp.lars_trust_coeff, betas=tuple(hp.betas), fused=fused)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = int(round(hp.warmup_epochs * total / epochs))
+        sched = warmup_cosine_scheduler(opt, warmup, total, hp.final_lr_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- callbacks
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Every method gets the probe, k-NN and collapse monitor without asking."""
+        from ..callbacks import CollapseMonitor, KNNEvaluator, OnlineLinearProbe
+
+        hp = self.hparams
+        callbacks: list[pl.Callback] = []
+        if hp.linear_probe:
+            callbacks.append(OnlineLinearProbe(self.feature_dim, hp.num_classes, lr=hp.probe_lr))
+        if hp.knn:
+            callbacks.append(KNNEvaluator(k=hp.knn_k, temperature=hp.knn_temperature))
+        if hp.collapse_monitor:
+            callbacks.append(CollapseMonitor(every_n_steps=hp.monitor_every_n_steps,
+                                             buffer_size=hp.monitor_buffer_size, kappa=hp.monitor_kappa))
+        return callbacks
+
+    # ----------------------------------------------------------------------------- checkpoint state
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to save diverged weights, and store every RNG so a resumed run continues exactly."""
+        self.raise_if_diverged()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        np.random.set_state(states["numpy"])
+        random.setstate(states["python"])
