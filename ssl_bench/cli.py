@@ -1,0 +1,67 @@
+"""The ``ssl-bench`` command.
+
+    ssl-bench pretrain --config configs/cifar10/simclr.yaml --trainer.max_epochs 1 --data.batch_size 64
+    ssl-bench pretrain --config my.yaml --model my_pkg.my_module.MyMethod
+
+Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
+full traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .errors import SSLBenchError
+
+USAGE_ERRORS = (SSLBenchError, FileNotFoundError, ValueError, TypeError, ImportError)
+
+
+def _pretrain(args: argparse.Namespace, overrides: list[str]) -> int:
+    from .config import apply_overrides, load_config
+    from .pretrain import pretrain, summary_line
+
+    cfg = apply_overrides(load_config(args.config), overrides)
+    summary = pretrain(cfg)
+    print(summary_line(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssl-bench", description="Multi-view self-supervised learning benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pretrain", help="pretrain one method on one dataset",
+                       description="Any config key can be overridden: --trainer.max_epochs 1, "
+                                   "--data.batch_size 64, --model my_pkg.module.MyMethod")
+    p.add_argument("--config", help="YAML config with sections model, data, trainer, run")
+    p.set_defaults(func=_pretrain)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal to what a user acts on: Lightning's tips and data-loader hints off."""
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args, overrides)
+    except USAGE_ERRORS as err:
+        if os.environ.get("SSL_BENCH_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"ssl-bench: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssl-bench: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
