@@ -1,0 +1,294 @@
+"""Dataset sources: train / val splits by name, in memory (uint8 tensors) or as image files.
+
+``load_source(name, root, **opts)`` never downloads. Known names and what must be under ``root``:
+
+- ``cifar10``: torchvision's ``cifar-10-batches-py/`` (preferred: the original lossless pixels) or
+  the JPEG archive ``cifar10-jpeg.tar.gz`` (decoded once, cached; see ``cifar_archive.py``).
+- ``cifar100``: torchvision's ``cifar-100-python/`` (fine labels, 100 classes).
+- ``stl10``: torchvision's ``stl10_binary/`` (Coates et al., 2011): 5k labelled train, 8k test,
+  96x96; ``unlabeled=True`` adds the 100k unlabelled images as ``train_unlabeled`` (label -1).
+- ``folder``, ``imagenet``, ``imagenet100``: an image tree ``train/<class>/*`` and ``val/<class>/*``,
+  listed with torchvision's ``find_classes``/``make_dataset`` and decoded per image later.
+- ``digits``: scikit-learn's bundled 8x8 digits, for tests (see ``_digits``).
+
+When ``root`` is None the data directory is searched in this order: ``../shared/data`` relative to
+the working directory, ``../shared/data`` relative to the repository root, then ``$SSL_BENCH_DATA``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .recipes import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+
+IMAGE_TREE_DATASETS = ("folder", "imagenet", "imagenet100")
+DIGITS_SIZE = 16  # the 8x8 digits are upsampled (nearest) to 16x16 so that random crops stay meaningful
+DIGITS_SPLIT_SEED = 0  # the 80/20 train/val split of digits is part of the dataset definition
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where they were looked for; the message is one line."""
+
+
+class CorruptImageError(OSError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def open_image(path: str) -> Image.Image:
+    """Decode one image file to RGB with PIL, or raise ``CorruptImageError`` naming the file."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise CorruptImageError(f"cannot decode image {path}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: ``labels`` int64 (N,) always, plus either ``images`` uint8 (N, 3, H, W) or ``files``."""
+
+    labels: torch.Tensor
+    images: torch.Tensor | None = None
+    files: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    @property
+    def in_memory(self) -> bool:
+        return self.images is not None
+
+    def subset(self, indices: torch.Tensor) -> "Split":
+        """The samples at ``indices`` (an int64 tensor), in that order."""
+        return Split(
+            labels=self.labels[indices],
+            images=None if self.images is None else self.images[indices],
+            files=None if self.files is None else [self.files[i] for i in indices.tolist()],
+        )
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset's splits and the constants a pipeline needs."""
+
+    name: str
+    train: Split
+    val: Split
+    num_classes: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: tuple[str, ...]
+    origin: str  # what was read (path and format): say which CIFAR-10 variant results come from
+    train_unlabeled: Split | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return self.train.in_memory
+
+
+# ----------------------------------------------------------------------------- root and errors
+
+def candidate_roots(root: str | os.PathLike | None) -> list[Path]:
+    """Directories to search: ``[root]`` when given, else the defaults in the module docstring."""
+    if root is not None:
+        return [Path(root).expanduser()]
+    import ssl_bench
+
+    roots = [Path.cwd() / "../shared/data", Path(ssl_bench.__file__).resolve().parents[1] / "../shared/data"]
+    if os.environ.get("SSL_BENCH_DATA"):
+        roots.append(Path(os.environ["SSL_BENCH_DATA"]).expanduser())
+    unique: dict[Path, None] = {}
+    for r in roots:
+        unique.setdefault(Path(os.path.normpath(r.absolute())), None)
+    return list(unique)
+
+
+def _not_found(name: str, roots: list[Path], needs: str) -> DatasetNotFoundError:
+    where = ", ".join(str(r) for r in roots)
+    return DatasetNotFoundError(f"{name}: found {needs} under {where}; put one there or set data.root "
+                                f"(or $SSL_BENCH_DATA); nothing is downloaded")
+
+
+# ----------------------------------------------------------------------------- subsets
+
+def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of a deterministic class-stratified subset of size ``n`` (sorted ascending).
+
+    Each class gets ``floor(n * n_c / N)`` samples; the remaining slots go to the classes with the
+    largest fractional parts (ties: lower class id). Within a class the samples are the first of a
+    permutation drawn from ``torch.Generator().manual_seed(seed)``.
+    """
+    total = labels.numel()
+    if not 0 < n <= total:
+        raise ValueError(f"subset size must be in 1..{total}, got {n}")
+    classes, counts = torch.unique(labels, return_counts=True)
+    exact = counts.double() * n / total
+    take = exact.floor().long()
+    remainder = n - int(take.sum())
+    if remainder:
+        order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - take[i]).item(), i))
+        for i in order[:remainder]:
+            take[i] += 1
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c, k in zip(classes.tolist(), take.tolist()):
+        members = torch.nonzero(labels == c).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=gen)[:k]])
+    return torch.cat(chosen).sort().values
+
+
+# ----------------------------------------------------------------------------- loaders
+
+def _memory_split(images: np.ndarray | torch.Tensor, labels: Any, channels_last: bool) -> Split:
+    x = torch.as_tensor(np.asarray(images))
+    if channels_last:
+        x = x.permute(0, 3, 1, 2)
+    return Split(labels=torch.as_tensor(np.asarray(labels), dtype=torch.int64), images=x.contiguous())
+
+
+def _cifar10(roots: list[Path], cache_dir: str | None = None) -> Source:
+    from .cifar_archive import ARCHIVE_NAME, load_archive
+
+    for r in roots:
+        if (r / "cifar-10-batches-py").is_dir():
+            return _torchvision_cifar("cifar10", r, "cifar-10-batches-py")
+        archive = r if r.is_file() else r / ARCHIVE_NAME
+        if archive.is_file():
+            a = load_archive(archive, Path(cache_dir).expanduser() if cache_dir else None)
+            return Source("cifar10", _memory_split(a["train_x"], a["train_y"], False),
+                          _memory_split(a["val_x"], a["val_y"], False), len(a["classes"]), a["train_x"].shape[-1],
+                          CIFAR_MEAN, CIFAR_STD, tuple(str(c) for c in a["classes"]),
+                          f"{archive} (JPEG re-encoded CIFAR-10)")
+    raise _not_found("cifar10", roots, f"neither {ARCHIVE_NAME} nor cifar-10-batches-py/")
+
+
+def _cifar100(roots: list[Path]) -> Source:
+    for r in roots:
+        if (r / "cifar-100-python").is_dir():
+            return _torchvision_cifar("cifar100", r, "cifar-100-python")
+    raise _not_found("cifar100", roots, "no cifar-100-python/ (torchvision's pickles)")
+
+
+def _torchvision_cifar(name: str, root: Path, folder: str) -> Source:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    try:
+        train, val = cls(str(root), train=True), cls(str(root), train=False)
+    except RuntimeError as err:  # torchvision's md5 check failed
+        raise DatasetNotFoundError(f"{name}: {root / folder} is incomplete or corrupt ({err})") from None
+    # CIFAR-100 statistics differ slightly from CIFAR-10's; the CIFAR-10 constants are the usual choice
+    return Source(name, _memory_split(train.data, train.targets, True), _memory_split(val.data, val.targets, True),
+                  len(train.classes), 32, CIFAR_MEAN, CIFAR_STD, tuple(train.classes), str(root / folder))
+
+
+def _stl10(roots: list[Path], unlabeled: bool = False) -> Source:
+    from torchvision.datasets import STL10
+
+    # torchvision's integrity check wants every file, unlabeled_X.bin included, even for split="train"
+    needed = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"]
+    for r in roots:
+        d = r / "stl10_binary"
+        if all((d / f).is_file() for f in needed):
+            try:
+                train, val = STL10(str(r), split="train"), STL10(str(r), split="test")
+                extra = STL10(str(r), split="unlabeled") if unlabeled else None
+            except RuntimeError as err:
+                raise DatasetNotFoundError(f"stl10: {d} is incomplete or corrupt ({err})") from None
+            return Source("stl10", _memory_split(train.data, train.labels, False),
+                          _memory_split(val.data, val.labels, False), 10, 96, IMAGENET_MEAN, IMAGENET_STD,
+                          tuple(getattr(train, "classes", None) or map(str, range(10))), str(d),
+                          _memory_split(extra.data, extra.labels, False) if extra is not None else None)
+    raise _not_found("stl10", roots, f"no stl10_binary/ with {', '.join(needed)}")
+
+
+def _image_tree(name: str, roots: list[Path], image_size: int = 224) -> Source:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    for r in roots:
+        if (r / "train").is_dir() and (r / "val").is_dir():
+            splits = []
+            try:
+                classes, class_to_idx = find_classes(r / "train")
+                for part in ("train", "val"):
+                    items = make_dataset(str(r / part), class_to_idx, extensions=IMG_EXTENSIONS)
+                    splits.append(Split(labels=torch.tensor([c for _, c in items], dtype=torch.int64),
+                                        files=[p for p, _ in items]))
+            except FileNotFoundError as err:  # no class folders, or a class without images
+                raise DatasetNotFoundError(f"{name}: {r}: {err}".replace("\n", " ")) from None
+            return Source(name, splits[0], splits[1], len(classes), image_size, IMAGENET_MEAN, IMAGENET_STD,
+                          tuple(classes), str(r))
+    raise _not_found(name, roots, "no train/<class>/* and val/<class>/* image tree")
+
+
+def _digits() -> Source:
+    """scikit-learn's 8x8 digits (1,797 images, bundled, no download), as a 10-class toy dataset.
+
+    Pixel values 0..16 become round(v * 255 / 16) in uint8, the grey image is replicated to 3
+    channels and upsampled to 16x16 with nearest-neighbour interpolation (each pixel becomes a 2x2
+    block). Split: stratified 80/20 (``train_test_split``, random_state=0). mean/std: of the train split.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.from_numpy(np.rint(d.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
+    x = torch.nn.functional.interpolate(x, size=(DIGITS_SIZE, DIGITS_SIZE), mode="nearest").expand(-1, 3, -1, -1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=d.target, random_state=DIGITS_SPLIT_SEED)
+    tr, va = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
+    train = Split(labels=y[tr], images=x[tr].contiguous())
+    val = Split(labels=y[va], images=x[va].contiguous())
+    pixels = train.images[:, 0].double() / 255
+    mean, std = float(pixels.mean()), float(pixels.std())
+    return Source("digits", train, val, 10, DIGITS_SIZE, (mean,) * 3, (std,) * 3,
+                  tuple(str(i) for i in range(10)), "sklearn.datasets.load_digits")
+
+
+_LOADERS: dict[str, tuple[Callable[..., Source], tuple[str, ...]]] = {
+    # name -> (loader, the dataset-specific options it accepts)
+    "cifar10": (lambda roots, **o: _cifar10(roots, **o), ("cache_dir",)),
+    "cifar100": (lambda roots, **o: _cifar100(roots), ()),
+    "stl10": (lambda roots, **o: _stl10(roots, **o), ("unlabeled",)),
+    "folder": (lambda roots, **o: _image_tree("folder", roots, **o), ("image_size",)),
+    "imagenet": (lambda roots, **o: _image_tree("imagenet", roots, **o), ("image_size",)),
+    "imagenet100": (lambda roots, **o: _image_tree("imagenet100", roots, **o), ("image_size",)),
+    "digits": (lambda roots, **o: _digits(), ()),
+}
+KNOWN_DATASETS = tuple(_LOADERS)
+SUBSET_OPTIONS = ("train_subset", "val_subset", "seed")
+
+
+def load_source(name: str, root: str | os.PathLike | None = None, **opts: Any) -> Source:
+    """Load dataset ``name`` (see the module docstring); nothing is ever downloaded.
+
+    Options: ``train_subset`` / ``val_subset`` (int: a class-stratified subset, see
+    ``stratified_subset``), ``seed`` (for the subsets, default 0), and per dataset ``cache_dir``
+    (cifar10), ``unlabeled`` (stl10), ``image_size`` (image trees, default 224).
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset '{name}'; known: {', '.join(KNOWN_DATASETS)}")
+    loader, own = _LOADERS[name]
+    unknown = set(opts) - set(own) - set(SUBSET_OPTIONS)
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {sorted(unknown)}; allowed: {sorted(own + SUBSET_OPTIONS)}")
+    if name == "folder" and root is None:
+        raise DatasetNotFoundError("folder: no root given; set data.root to a directory holding train/<class>/* "
+                                   "and val/<class>/*")
+    train_n, val_n, seed = opts.pop("train_subset", None), opts.pop("val_subset", None), opts.pop("seed", 0)
+    roots = candidate_roots(root)
+    if name in IMAGE_TREE_DATASETS and root is None:  # default roots hold the tree in a folder named after it
+        roots = [r / name for r in roots]
+    source = loader(roots, **{k: v for k, v in opts.items() if v is not None})
+    if train_n is not None:
+        source = replace(source, train=source.train.subset(stratified_subset(source.train.labels, int(train_n), seed)))
+    if val_n is not None:
+        source = replace(source, val=source.val.subset(stratified_subset(source.val.labels, int(val_n), seed)))
+    return source
