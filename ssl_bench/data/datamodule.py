@@ -1,0 +1,341 @@
+"""``SSLDataModule``: multi-view training batches and un-augmented evaluation batches for any source.
+
+Batch contracts (the methods rely on them):
+
+- training: ``(views, labels)``, ``views`` a list of normalised float (B, 3, h, w) tensors (the
+  recipe's global views, then its small crops), ``labels`` int64 (B,) (-1 for unlabelled images);
+- validation: ``val_dataloader()`` is a list ``[val split, un-augmented train split (k-NN bank)]``;
+  batches are ``(images, labels)`` with normalised float (B, 3, H, W) images. Image trees are resized
+  to ``size * 8 / 7`` and centre-cropped (the 256/224 protocol); in-memory images are used as they are.
+
+Two pipelines: ``per_image`` runs ``PerImageMultiView`` in DataLoader workers; ``batched`` (in-memory
+sources) keeps the uint8 images in one tensor (on the GPU when training there), draws whole batches
+by indexing it, and augments them in ``on_after_batch_transfer`` with ``BatchedMultiView``. Because
+this data module overrides ``on_after_batch_transfer``, Lightning uses it instead of the model's.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, default_collate
+
+from .per_image import PerImageMultiView, eval_transform
+from .recipes import MultiViewRecipe, build_recipe
+from .samplers import ContiguousEvalSampler, ShuffledBatchSampler
+from .sources import (IMAGE_TREE_DATASETS, KNOWN_DATASETS, Source, Split, load_source, open_image,
+                      stratified_subset)
+
+PIPELINES = ("batched", "per_image")
+
+
+class InMemoryBatches(Dataset):
+    """``dataset[list_of_indices]`` -> ``(images[idx], labels[idx])``: one indexing op per batch, no collate."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
+        return self.images[idx], self.labels[idx]
+
+
+class PerSample(Dataset):
+    """``dataset[i]`` -> ``(transform(image_i), label_i)`` for an in-memory or file split."""
+
+    def __init__(self, split: Split, transform: Callable[[Any], Any]) -> None:
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        s = self.split
+        image = s.images[i] if s.images is not None else open_image(s.files[i])  # type: ignore[index]
+        return self.transform(image), int(s.labels[i])
+
+
+class BatchOf(Dataset):
+    """``dataset[list_of_indices]`` -> ``[dataset[i] for i in indices]``, for a batch sampler passed as ``sampler``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, indices: list[int]) -> list[Any]:
+        return [self.dataset[i] for i in indices]
+
+
+class ResumableDataLoader(DataLoader):
+    """The training DataLoader, with ``state_dict``/``load_state_dict`` forwarded to its data module.
+
+    Lightning treats a loader with these methods as resumable: it stores the state in the fit loop's
+    checkpoint entry as well and does not warn that a mid-epoch resume is unreliable. The state is
+    the data module's (trainer-corrected) sampler state, so restoring it twice changes nothing.
+    """
+
+    owner: "SSLDataModule | None" = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.owner.state_dict().get("train_sampler", {}) if self.owner is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.owner is not None and state_dict:
+            self.owner.load_state_dict({"train_sampler": state_dict})
+
+
+def _concat(a: Split, b: Split) -> Split:
+    return Split(labels=torch.cat([a.labels, b.labels]), images=torch.cat([a.images, b.images]))  # type: ignore[list-item]
+
+
+class SSLDataModule(pl.LightningDataModule):
+    """Multi-view SSL data for ``dataset`` (see ``sources.py``); every argument is a plain (YAML) type.
+
+    Args:
+        dataset: a name from ``sources.KNOWN_DATASETS``.
+        root: the data directory (default: searched, see ``sources.candidate_roots``).
+        batch_size / eval_batch_size: per-rank batch sizes for training / evaluation.
+        num_workers: DataLoader workers (ignored when the images live on the GPU).
+        pipeline: ``"batched"`` (in-memory sources) or ``"per_image"``.
+        augment: recipe config for ``recipes.build_recipe`` (e.g. ``{name: byol, num_small_crops: 6}``).
+        train_subset / val_subset: class-stratified subset sizes (seeded by ``seed``).
+        eval_train_subset: size of the stratified subset of the train split used as k-NN bank / probe set.
+        seed: seeds the subsets and the training order (``seed + epoch``).
+        in_memory_device: where the batched pipeline keeps the images: ``"auto"`` (the training
+            device when it is a GPU, else CPU), ``"cpu"`` or ``"cuda"``.
+        image_size: training crop size for image trees (default 224).
+        use_unlabeled: STL-10: also train on the 100k unlabelled images (label -1).
+    """
+
+    def __init__(self, dataset: str, root: str | None = None, batch_size: int = 256, eval_batch_size: int = 512,
+                 num_workers: int = 2, pipeline: str = "batched", augment: dict | None = None,
+                 train_subset: int | None = None, val_subset: int | None = None,
+                 eval_train_subset: int | None = None, seed: int = 0, in_memory_device: str = "auto",
+                 image_size: int | None = None, use_unlabeled: bool = False) -> None:
+        super().__init__()
+        if dataset not in KNOWN_DATASETS:
+            raise ValueError(f"unknown dataset '{dataset}'; known: {', '.join(KNOWN_DATASETS)}")
+        if pipeline not in PIPELINES:
+            raise ValueError(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{pipeline}'")
+        if pipeline == "batched" and dataset in IMAGE_TREE_DATASETS:
+            raise ValueError(f"{dataset} is read from image files, which the batched pipeline cannot hold in "
+                             f"memory; use data.pipeline: per_image")
+        if image_size is not None and dataset not in IMAGE_TREE_DATASETS:
+            raise ValueError(f"data.image_size applies to image-tree datasets ({', '.join(IMAGE_TREE_DATASETS)}) "
+                             f"only; {dataset} images keep their size")
+        if in_memory_device != "auto":
+            torch.device(in_memory_device)  # raises on a malformed device string
+        self.save_hyperparameters()
+        self._source: Source | None = None
+        self._recipe: MultiViewRecipe | None = None
+        self._splits: dict[str, Split] = {}
+        self._splits_device = torch.device("cpu")
+        self._train_sampler: ShuffledBatchSampler | None = None
+        self._pending_sampler_state: dict[str, Any] | None = None
+        self._batched_aug: torch.nn.Module | None = None
+        self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ source and constants
+
+    @property
+    def source(self) -> Source:
+        """The loaded source (loaded on first use)."""
+        if self._source is None:
+            h = self.hparams
+            opts: dict[str, Any] = {"train_subset": h.train_subset, "val_subset": h.val_subset, "seed": h.seed}
+            if h.image_size is not None:
+                opts["image_size"] = h.image_size
+            if h.dataset == "stl10" and h.use_unlabeled:
+                opts["unlabeled"] = True
+            self._source = load_source(h.dataset, h.root, **opts)
+        return self._source
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    @property
+    def image_size(self) -> int:
+        return self.source.image_size
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.source.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.source.std
+
+    @property
+    def recipe(self) -> MultiViewRecipe:
+        if self._recipe is None:
+            self._recipe = build_recipe(self.hparams.augment, self.image_size, self.mean, self.std)
+        return self._recipe
+
+    # ------------------------------------------------------------------ setup
+
+    def prepare_data(self) -> None:
+        """Runs on one process per node: decodes and caches CIFAR-10's archive once. Nothing downloads."""
+        _ = self.source
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.storage_device()
+        if self._splits and self._splits_device == device:
+            return
+        src = self.source
+        train = src.train
+        if self.hparams.use_unlabeled and src.train_unlabeled is not None:
+            train = _concat(train, src.train_unlabeled)
+        bank = src.train
+        if self.hparams.eval_train_subset is not None:
+            bank = bank.subset(stratified_subset(bank.labels, int(self.hparams.eval_train_subset), self.hparams.seed))
+        splits = {"train": train, "val": src.val, "bank": bank}
+        if device.type != "cpu":  # one copy per split on the device
+            splits = {k: Split(labels=s.labels.to(device), images=s.images.to(device))  # type: ignore[union-attr]
+                      for k, s in splits.items()}
+        self._splits, self._splits_device = splits, device
+
+    def storage_device(self) -> torch.device:
+        """Where the batched pipeline keeps the uint8 images (CPU for the per-image pipeline)."""
+        if self.hparams.pipeline != "batched":
+            return torch.device("cpu")
+        target = self._trainer_device()
+        want = self.hparams.in_memory_device
+        if want == "auto":
+            return target if target is not None and target.type == "cuda" else torch.device("cpu")
+        dev = torch.device(want)
+        if dev.type == "cuda" and dev.index is None and target is not None and target.type == "cuda":
+            return target  # "cuda" means this rank's GPU
+        return dev
+
+    def _trainer_device(self) -> torch.device | None:
+        return self.trainer.strategy.root_device if self.trainer is not None else None
+
+    def _ranks(self) -> tuple[int, int]:
+        return (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+
+    def _loader_kwargs(self, split: Split) -> dict[str, Any]:
+        on_cpu = split.images is None or split.images.device.type == "cpu"
+        workers = self.hparams.num_workers if on_cpu else 0
+        target = self._trainer_device()
+        return {"num_workers": workers, "persistent_workers": workers > 0,
+                "pin_memory": on_cpu and target is not None and target.type == "cuda"}
+
+    # ------------------------------------------------------------------ loaders
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        self.setup()
+        split = self._splits["train"]
+        world, rank = self._ranks()
+        sampler = ShuffledBatchSampler(len(split), self.hparams.batch_size, world, rank, self.hparams.seed)
+        if len(sampler) == 0:
+            raise ValueError(f"{self.hparams.dataset}: the training split has {len(split)} images, fewer than one "
+                             f"global batch (data.batch_size {self.hparams.batch_size} x {world} ranks)")
+        if self.trainer is not None:
+            sampler.set_epoch(self.trainer.current_epoch)
+        if self._pending_sampler_state is not None:
+            sampler.load_state_dict(self._pending_sampler_state)
+            self._pending_sampler_state = None
+        self._train_sampler = sampler
+        # the batch sampler goes in as `sampler` (batch_size=None): Lightning then finds it as
+        # `dataloader.sampler` and calls its set_epoch at the start of every epoch
+        if self.hparams.pipeline == "batched":
+            dataset: Dataset = InMemoryBatches(split.images, split.labels)  # type: ignore[arg-type]
+            collate = None
+        else:
+            dataset, collate = BatchOf(PerSample(split, PerImageMultiView(self.recipe))), default_collate
+        loader = ResumableDataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=collate,
+                                     **self._loader_kwargs(split))
+        loader.owner = self
+        return loader
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """``[val split, un-augmented train split (k-NN bank / probe features)]``."""
+        self.setup()
+        return [self._eval_loader(self._splits["val"]), self._eval_loader(self._splits["bank"])]
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._eval_loader(self._splits["val"])
+
+    def _eval_loader(self, split: Split) -> DataLoader:
+        world, rank = self._ranks()
+        sampler = ContiguousEvalSampler(len(split), world, rank)
+        kwargs = self._loader_kwargs(split)
+        if self.hparams.pipeline == "batched":
+            batches = BatchSampler(sampler, self.hparams.eval_batch_size, drop_last=False)
+            return DataLoader(InMemoryBatches(split.images, split.labels), sampler=batches,  # type: ignore[arg-type]
+                              batch_size=None, **kwargs)
+        size = self.image_size
+        resize = math.floor(size * 8 / 7) if split.files is not None else None  # 224 -> 256
+        tf = eval_transform(size, self.mean, self.std, resize=resize)
+        return DataLoader(PerSample(split, tf), batch_size=self.hparams.eval_batch_size, sampler=sampler, **kwargs)
+
+    # ------------------------------------------------------------------ batch transforms
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Batched pipeline: uint8 batch -> views (training) or normalised images (evaluation)."""
+        if self.hparams.pipeline != "batched":
+            return batch
+        images, labels = batch
+        if self.trainer is not None and self.trainer.training:
+            return self.train_batch_transform(images), labels
+        return self.eval_batch_transform(images), labels
+
+    @torch.no_grad()
+    def train_batch_transform(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """uint8 (B, 3, H, W) on any device -> the recipe's list of normalised views."""
+        if self._batched_aug is None:
+            from .batched_augment import BatchedMultiView
+
+            self._batched_aug = BatchedMultiView(self.recipe)
+        return self._batched_aug.to(images.device)(images)
+
+    def eval_batch_transform(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> ``(x / 255 - mean) / std`` in float32."""
+        if images.device not in self._norm:
+            self._norm[images.device] = tuple(  # type: ignore[assignment]
+                torch.tensor(v, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+                for v in (self.mean, self.std))
+        mean, std = self._norm[images.device]
+        return (images.float() / 255 - mean) / std
+
+    # ------------------------------------------------------------------ resumable training order
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training sampler's position, corrected to the batches the trainer actually finished.
+
+        A DataLoader with workers (and Lightning's one-batch lookahead) draws batches before they are
+        trained on, so the sampler's own count runs ahead; the fit loop's count of processed batches
+        is the one that matches what a resumed run must skip. A finished epoch is stored as the
+        start of the next one.
+        """
+        sampler = self._train_sampler
+        if sampler is None:
+            return {"train_sampler": self._pending_sampler_state} if self._pending_sampler_state else {}
+        state = sampler.state_dict()
+        trainer = self.trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if done >= min(trainer.num_training_batches, len(sampler)):
+                state.update(epoch=sampler.epoch + 1, batches_yielded=0, samples_yielded=0)
+            else:
+                state.update(batches_yielded=done, samples_yielded=done * sampler.global_batch_size)
+        return {"train_sampler": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores the training order; applied to the sampler the next ``train_dataloader()`` creates."""
+        state = state_dict.get("train_sampler")
+        if state is None:
+            return
+        if self._train_sampler is not None:
+            self._train_sampler.load_state_dict(state)
+        else:
+            self._pending_sampler_state = dict(state)
