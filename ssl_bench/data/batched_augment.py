@@ -120,41 +120,70 @@ class BatchedViewAugment(nn.Module):
         return p
 
     def apply(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
-        """Apply fixed per-sample ``params`` (as from :meth:`sample_params`) to ``images``."""
-        v, dev = self.view, images.device
-        p = {k: t.to(dev, non_blocking=True) for k, t in params.items()}
-        cpu = {k: t.cpu() for k, t in params.items()}                 # control flow, no device sync
+        """Apply fixed per-sample ``params`` (as from :meth:`sample_params`) to ``images``.
+
+        Params may live on the CPU (as sampled) or on the images' device; decisions about what to
+        skip are taken on a CPU copy, so on a GPU nothing waits for the device."""
+        cpu = {k: t.cpu() for k, t in params.items()}
+        x = self.crop(images, cpu)
+        x = self.jitter(x, cpu)
+        x = self.grayscale(x, cpu)
+        x = self.blur(x, cpu)
+        x = self.solarize(x, cpu)
+        return ops.normalize(x, self.view.mean, self.view.std)
+
+    # The stages of :meth:`apply`, in order; each takes float (B, 3, h, w) in [0, 1] and CPU params.
+
+    def crop(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """Resized crop + horizontal flip; uint8 or float in, float32 in [0, 1] out (convex
+        combinations of the input pixels: no clamp needed, up to float rounding)."""
+        dev = images.device
+        box = [p[k].to(dev, non_blocking=True) for k in ("top", "left", "height", "width")]
         scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
-        x = ops.resized_crop(images, p["top"], p["left"], p["height"], p["width"], v.size,
-                             flip=p["flip"], antialias=self.antialias, scale=scale).clamp_(0.0, 1.0)
+        return ops.resized_crop(images, *box, self.view.size, flip=p["flip"].to(dev, non_blocking=True),
+                                antialias=self.antialias, scale=scale)
 
-        jitter = cpu["jitter"]
-        if bool(jitter.any()):
-            order = torch.where(jitter.unsqueeze(1), cpu["jitter_order"], NO_OP)
-            linear_active = [rng is not None for rng in self.jitter_ranges[:3]]
-            factors = torch.stack([p["brightness"], p["contrast"], p["saturation"], torch.ones_like(p["hue"])], 1)
-            for k in range(4):
-                op = order[:, k]
-                if any(bool((op == code).any()) and linear_active[code] for code in range(3)):
-                    op_dev = op.to(dev)
-                    factor = factors.gather(1, op_dev.clamp(max=ops.HUE).unsqueeze(1)).squeeze(1)
-                    x = ops.jitter_step(x, op_dev, factor)
-                if self.jitter_ranges[3] is not None:
-                    idx = (op == ops.HUE).nonzero().squeeze(1).to(dev)
-                    if len(idx):
-                        x.index_copy_(0, idx, ops.adjust_hue(x.index_select(0, idx), p["hue"].index_select(0, idx)))
+    def jitter(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """ColorJitter on the ``jitter`` samples, each in its own ``jitter_order``: at each of the 4
+        positions one batched linear step (brightness / contrast / saturation, per-sample op) and
+        the hue on the samples whose op there is hue."""
+        if not bool(p["jitter"].any()):
+            return x
+        dev = x.device
+        order = torch.where(p["jitter"].unsqueeze(1), p["jitter_order"], NO_OP)
+        factors = torch.stack([p["brightness"], p["contrast"], p["saturation"], torch.ones(len(order))], 1)
+        linear_active = [rng is not None for rng in self.jitter_ranges[:3]]
+        hue = p["hue"].to(dev, non_blocking=True)
+        for k in range(4):
+            op = order[:, k]
+            if any(linear_active[code] and bool((op == code).any()) for code in range(3)):
+                factor = factors.gather(1, op.clamp(max=ops.HUE).unsqueeze(1)).squeeze(1)
+                x = ops.jitter_step(x, op.to(dev, non_blocking=True), factor.to(dev, non_blocking=True))
+            if self.jitter_ranges[3] is not None:
+                idx = (op == ops.HUE).nonzero().squeeze(1).to(dev, non_blocking=True)
+                if len(idx):
+                    x.index_copy_(0, idx, ops.adjust_hue(x.index_select(0, idx), hue.index_select(0, idx)))
+        return x
 
-        if bool(cpu["grayscale"].any()):
-            x = ops.grayscale(x, p["grayscale"])
-        if bool(cpu["blur"].any()):
-            idx = cpu["blur"].nonzero().squeeze(1).to(dev)
-            sigma = p["sigma"].index_select(0, idx)
-            x.index_copy_(0, idx, ops.gaussian_blur(x.index_select(0, idx), v.blur_kernel_size, sigma))
-        if bool(cpu["solarize"].any()):
-            idx = cpu["solarize"].nonzero().squeeze(1).to(dev)
-            threshold = torch.full((len(idx),), round(v.solarize_threshold * 255) / 255, device=dev)
-            x.index_copy_(0, idx, ops.solarize(x.index_select(0, idx), threshold))
-        return ops.normalize(x, v.mean, v.std)
+    def grayscale(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        if not bool(p["grayscale"].any()):
+            return x
+        return ops.grayscale(x, p["grayscale"].to(x.device, non_blocking=True))
+
+    def blur(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        if not bool(p["blur"].any()):
+            return x
+        idx = p["blur"].nonzero().squeeze(1)
+        sigma = p["sigma"][idx].to(x.device, non_blocking=True)
+        idx = idx.to(x.device, non_blocking=True)
+        return x.index_copy_(0, idx, ops.gaussian_blur(x.index_select(0, idx), self.view.blur_kernel_size, sigma))
+
+    def solarize(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        if not bool(p["solarize"].any()):
+            return x
+        idx = p["solarize"].nonzero().squeeze(1).to(x.device, non_blocking=True)
+        threshold = torch.full((len(idx),), round(self.view.solarize_threshold * 255) / 255, device=x.device)
+        return x.index_copy_(0, idx, ops.solarize(x.index_select(0, idx), threshold))
 
     def forward(self, images: Tensor) -> Tensor:
         b, _, h, w = images.shape

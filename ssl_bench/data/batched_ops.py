@@ -56,10 +56,9 @@ def interp_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
     centre = start + scale * (torch.arange(out_size, device=dev, dtype=torch.float32).view(1, -1, 1) + 0.5)
     pix = torch.arange(in_size, device=dev, dtype=torch.float32).view(1, 1, -1) + 0.5
     support = scale.clamp(min=1.0) if antialias else torch.ones_like(scale)
-    w = (1.0 - (pix - centre).abs() / support).clamp_(min=0.0)
-    inside = (pix > start) & (pix < start + length)
-    w = w * inside
-    return w / w.sum(dim=2, keepdim=True)
+    inside = ((pix > start) & (pix < start + length)).to(torch.float32)          # (B, 1, in_size)
+    w = (pix - centre).abs_().div_(support).neg_().add_(1.0).clamp_(min=0.0).mul_(inside)
+    return w.div_(w.sum(dim=2, keepdim=True))
 
 
 def resized_crop(images: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor,
@@ -159,13 +158,12 @@ def adjust_hue(images: Tensor, factor: Tensor) -> Tensor:
     maxc = torch.maximum(torch.maximum(r, g), b)
     minc = torch.minimum(torch.minimum(r, g), b)
     chroma = maxc - minc
-    inv = chroma.clamp(min=1e-12).reciprocal_()     # chroma 0: any hue, the output is min
     not_r = torch.sign(maxc - r)                      # 0 where R is the max
     not_g = torch.sign(maxc - g)                      # 0 where G is a max
-    h_r = (g - b).mul_(inv)                           # hue in sextants on each branch
-    h_g = (b - r).mul_(inv).add_(2.0)
-    h_b = (r - g).mul_(inv).add_(4.0)
-    h = torch.lerp(h_r, torch.lerp(h_g, h_b, not_g), not_r)
+    # hue in sextants, chroma * (R branch, else G branch, else B branch); chroma 0: any hue, out = min
+    num = torch.lerp(g - b, torch.lerp((b - r).add_(chroma, alpha=2.0), (r - g).add_(chroma, alpha=4.0), not_g),
+                     not_r)
+    h = num.div_(chroma.clamp(min=1e-12))
     h.add_(6.0 * _col(factor.to(images.dtype)).squeeze(1))
     h.sub_(torch.floor(h * (1.0 / 6.0)).mul_(6.0))   # wrap to [0, 6)
     p = torch.tensor([0.0, 2.0, 4.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
