@@ -111,7 +111,7 @@ def test_tiny_archive_order_decode_and_cache_key(tmp_path, monkeypatch):
     assert s.classes == ("a", "b") and s.train.labels.tolist() == [0, 0, 1, 1] and s.val.labels.tolist() == [0, 1]
     order = ["train/a/0000.jpg", "train/a/0001.jpg", "train/b/0000.jpg", "train/b/0001.jpg"]
     for i, name in enumerate(order):
-        pil = np.asarray(Image.open(io.BytesIO(files[name])).convert("RGB"))
+        pil = np.array(Image.open(io.BytesIO(files[name])).convert("RGB"))
         assert torch.equal(s.train.images[i], torch.from_numpy(pil).permute(2, 0, 1))
     assert not list(tmp_path.glob("*.npz")), "must never write into the data root"
     # a changed archive (new mtime) is decoded again; an unchanged one is read from the cache
