@@ -23,22 +23,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing metrics.csv; on resume we append instead."""
+class _RunDirWriter(ExperimentWriter):
+    """Lightning's CSV writer warns about any non-empty directory and deletes metrics.csv; the run
+    directory always holds config.yaml, so: append when resuming, else start metrics.csv afresh."""
+
+    append = False
 
     def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        if not self.append:
+            self._fs.rm_file(self.metrics_file_path)
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
 
 
-class AppendingCSVLogger(CSVLogger):
-    """CSVLogger that keeps the rows already in ``metrics.csv`` (used when resuming a run)."""
+class _AppendingWriter(_RunDirWriter):
+    append = True
+
+
+class RunCSVLogger(CSVLogger):
+    """CSVLogger writing ``<run dir>/metrics.csv``; keeps earlier rows when ``append`` (resume)."""
+
+    def __init__(self, run_dir: str, append: bool = False) -> None:
+        super().__init__(save_dir=run_dir, name="", version="")
+        self._writer_cls = _AppendingWriter if append else _RunDirWriter
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            self._experiment = self._writer_cls(log_dir=self.log_dir)
         return self._experiment

@@ -157,5 +157,12 @@ def check_kwargs(target: type | Callable, kwargs: dict[str, Any], section: str) 
                               f"({type(value).__name__})")
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """Writes objects YAML cannot hold (e.g. callbacks passed in from Python) as their repr."""
+
+
+_ConfigDumper.add_multi_representer(object, lambda dumper, obj: dumper.represent_str(repr(obj)))
+
+
 def dump_config(cfg: dict[str, Any], path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(yaml.dump(cfg, Dumper=_ConfigDumper, sort_keys=False))

@@ -15,9 +15,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import Logger
 
-from .checkpointing import AtomicCheckpointIO, AppendingCSVLogger
+from .checkpointing import AtomicCheckpointIO, RunCSVLogger
 from .config import check_kwargs, dump_config, resolve_class
 from .data import SSLDataModule
 from .errors import ConfigError
@@ -57,8 +57,7 @@ def build_loggers(run_cfg: dict[str, Any], run_dir: Path, name: str, resuming: b
     kind = run_cfg["logger"]
     if kind not in LOGGERS:
         raise ConfigError(f"unknown run.logger '{kind}'; allowed: {', '.join(LOGGERS)}")
-    csv_cls = AppendingCSVLogger if resuming else CSVLogger
-    loggers: list[Logger] = [csv_cls(save_dir=str(run_dir), name="", version="")]
+    loggers: list[Logger] = [RunCSVLogger(str(run_dir), append=resuming)]
     if kind == "wandb":
         from pytorch_lightning.loggers import WandbLogger  # honours WANDB_MODE=offline
 
@@ -69,7 +68,9 @@ def build_loggers(run_cfg: dict[str, Any], run_dir: Path, name: str, resuming: b
 def build_trainer(trainer_cfg: dict[str, Any], run_dir: Path, loggers: list[Logger]) -> pl.Trainer:
     kwargs = {**TRAINER_DEFAULTS, **trainer_cfg}
     check_kwargs(pl.Trainer, kwargs, "trainer")
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    # one file, checkpoints/last.ckpt, rewritten (atomically) at the end of every epoch
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                 monitor=None, enable_version_counter=False)
     callbacks = [checkpoint, *kwargs.pop("callbacks", [])]
     # the data module shards and shuffles itself (rank-aware, resumable samplers)
     return pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,

@@ -7,9 +7,12 @@ import sys
 from typing import Any
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from ssl_bench.cli import main
+from ssl_bench.config import apply_overrides, load_config
+from ssl_bench.pretrain import pretrain
 from ssl_bench.methods import SimCLR
 
 SUMMARY_KEYS = {"val_knn_top1", "val_linear_top1", "train_loss", "rankme", "z_std", "entropy", "reconstruction"}
@@ -55,25 +58,51 @@ def test_missing_config_file(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
-def _weights(ckpt_path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+class StopAfterEpochs(pl.Callback):
+    """Simulates an interrupted run: stops cleanly after ``n`` epochs (the checkpoint is written)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.n:
+            trainer.should_stop = True
 
 
 @pytest.mark.parametrize("method", ["byol"])
 def test_resume_continues_exactly(repo, tmp_path, method):
-    """2 epochs in one go == 1 epoch, stop, resume for the 2nd: same weights, EMA teacher included."""
-    common = ["--run.name", "r", "--trainer.deterministic", "true"]
-    assert main(digits_args(repo, tmp_path / "straight", method, *common, "--trainer.max_epochs", "2")) == 0
-    assert main(digits_args(repo, tmp_path / "resumed", method, *common, "--trainer.max_epochs", "1")) == 0
-    assert main(digits_args(repo, tmp_path / "resumed", method, *common, "--trainer.max_epochs", "2",
-                            "--run.resume", "auto")) == 0
-    straight = _weights(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = _weights(tmp_path / "resumed/r/checkpoints/last.ckpt")
-    assert any(k.startswith("teacher_") for k in straight)
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
-    rows = (tmp_path / "resumed/r/metrics.csv").read_text().splitlines()
-    assert any(r.split(",")[0] for r in rows[1:])  # rows of the first epoch were kept
+    """A 2-epoch run in one go == the same run stopped after epoch 1 and resumed with
+    ``run.resume auto``: identical weights (EMA teacher included), optimiser and schedule state."""
+    def cfg(run_dir, *extra):
+        return apply_overrides(load_config(repo / f"configs/digits/{method}.yaml"),
+                               ["--run.dir", str(run_dir), "--run.name", "r", "--trainer.max_epochs", "2",
+                                "--trainer.deterministic", "true", *QUIET, *extra])
+
+    pretrain(cfg(tmp_path / "straight"))
+    interrupted = cfg(tmp_path / "resumed")
+    interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
+    assert pretrain(interrupted)["epochs"] == 1
+    pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
+    straight = _checkpoint(tmp_path / "straight/r/checkpoints/last.ckpt")
+    resumed = _checkpoint(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    assert resumed["global_step"] == straight["global_step"] > 0
+    assert any(k.startswith("teacher_") for k in straight["state_dict"])
+    for key, value in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    for a, b in zip(straight["optimizer_states"][0]["state"].values(),
+                    resumed["optimizer_states"][0]["state"].values()):
+        torch.testing.assert_close(b["momentum_buffer"], a["momentum_buffer"], rtol=0, atol=0)
+    epochs = {row.split(",")[header_index(tmp_path / "resumed/r/metrics.csv", "epoch")]
+              for row in (tmp_path / "resumed/r/metrics.csv").read_text().splitlines()[1:]}
+    assert {"0", "1"} <= epochs  # the rows of the first (interrupted) run were kept
+
+
+def header_index(csv_path, column: str) -> int:
+    return csv_path.read_text().splitlines()[0].split(",").index(column)
+
+
+def _checkpoint(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class NaNAfterSteps(SimCLR):
@@ -95,7 +124,7 @@ def test_divergence_is_one_line_and_keeps_last_checkpoint(repo, tmp_path, capsys
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "loss became NaN/inf" in err and "\n" not in err
-    ckpt = torch.load(tmp_path / "nan/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = _checkpoint(tmp_path / "nan/checkpoints/last.ckpt")
     assert ckpt["epoch"] == 0  # the good checkpoint of epoch 0 is intact
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
