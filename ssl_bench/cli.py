@@ -24,7 +24,8 @@ def _pretrain(args: argparse.Namespace, overrides: list[str]) -> int:
 
     cfg = apply_overrides(load_config(args.config), overrides)
     summary = pretrain(cfg)
-    print(summary_line(summary))
+    if summary.get("is_global_zero", True):
+        print(summary_line(summary))
     return 0
 
 
@@ -43,6 +44,7 @@ def _quiet_libraries() -> None:
     """Keep the terminal to what a user acts on: Lightning's tips and data-loader hints off."""
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
     os.environ.setdefault("WANDB_SILENT", "true")
 
 

@@ -114,6 +114,8 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "fit_seconds": round(time.perf_counter() - start, 2),
+        "world_size": trainer.world_size,
+        "is_global_zero": trainer.is_global_zero,
         **{k: metrics.get(k) for k in SUMMARY_KEYS},
         "all_metrics": metrics,
     }

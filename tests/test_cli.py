@@ -143,3 +143,16 @@ def test_user_method_by_class_path_gets_all_metrics(repo, tmp_path):
     summary = json.loads((tmp_path / "au/summary.json").read_text())
     assert summary["method"] == "AlignUniform"
     assert all(summary[k] is not None for k in SUMMARY_KEYS)
+
+
+def test_ddp_two_cpu_processes(repo, tmp_path):
+    """The multi-process path (DDP over gloo on 2 CPU processes): gathered negatives, sharded
+    batches, gathered k-NN features; one summary, written once."""
+    proc = subprocess.run([sys.executable, "-m", "ssl_bench.cli", *digits_args(repo, tmp_path),
+                           "--trainer.devices", "2", "--trainer.strategy", "ddp", "--run.name", "ddp"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp/summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert all(summary[k] is not None for k in SUMMARY_KEYS)
+    assert proc.stdout.count("k-NN top-1") == 1

@@ -75,4 +75,4 @@ class CollapseMonitor(pl.Callback):
             return
         # every rank holds the same gathered buffer, so no further sync is needed
         for name, value in collapse_metrics(*self.buffer.pairs(), kappa=self.kappa).items():
-            pl_module.log(name, value, on_step=on_step, on_epoch=not on_step)
+            pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)

@@ -51,6 +51,6 @@ class KNNEvaluator(pl.Callback):
         scores = weighted_knn_predict(bank, bank_labels, queries, num_classes, k=self.k,
                                       temperature=self.temperature, chunk_size=self.chunk_size)
         acc = knn_accuracy(scores, query_labels, top_k=(1, 5))
-        pl_module.log("val_knn_top1", float(acc[1]), sync_dist=False)
-        pl_module.log("val_knn_top5", float(acc[5]), sync_dist=False)
+        pl_module.log("val_knn_top1", float(acc[1]), sync_dist=True)
+        pl_module.log("val_knn_top5", float(acc[5]), sync_dist=True)
         self._feats, self._labels = {}, {}

@@ -77,9 +77,9 @@ class OnlineLinearProbe(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.top1.update_count == 0:
             return
-        # torchmetrics synchronises the counts across ranks itself
-        pl_module.log("val_linear_top1", 100 * self.top1.compute(), sync_dist=False)
-        pl_module.log("val_linear_top5", 100 * self.top5.compute(), sync_dist=False)
+        # torchmetrics already synchronised the counts; sync_dist only averages equal values
+        pl_module.log("val_linear_top1", 100 * self.top1.compute(), sync_dist=True)
+        pl_module.log("val_linear_top5", 100 * self.top5.compute(), sync_dist=True)
         self.top1.reset()
         self.top5.reset()
 
