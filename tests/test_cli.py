@@ -156,3 +156,11 @@ def test_ddp_two_cpu_processes(repo, tmp_path):
     assert summary["world_size"] == 2
     assert all(summary[k] is not None for k in SUMMARY_KEYS)
     assert proc.stdout.count("k-NN top-1") == 1
+
+
+def test_wandb_logger_offline(repo, tmp_path, monkeypatch):
+    """`run.logger: wandb` adds W&B next to the CSV log and honours WANDB_MODE=offline."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(digits_args(repo, tmp_path, "simclr", "--run.logger", "wandb", "--run.name", "wb")) == 0
+    assert (tmp_path / "wb/metrics.csv").is_file()
+    assert list((tmp_path / "wb/wandb").glob("offline-run-*")), "no offline W&B run was written"
