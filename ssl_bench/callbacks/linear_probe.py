@@ -55,6 +55,10 @@ class OnlineLinearProbe(pl.Callback):
                            batch: Any, batch_idx: int) -> None:
         feats = gather_uneven(pl_module, outputs["feats"].float())
         labels = gather_uneven(pl_module, outputs["labels"])
+        labelled = labels >= 0  # unlabelled images (STL-10's unlabeled split) carry label -1
+        feats, labels = feats[labelled], labels[labelled]
+        if labels.numel() == 0:
+            return
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(trainer)
         with torch.enable_grad(), torch.autocast(pl_module.device.type, enabled=False):
