@@ -48,8 +48,8 @@ def random_init_knn(method: str, tmp_path) -> float:
     dm = build_datamodule(cfg["data"])
     model = build_method(cfg["model"], dm.num_classes)
     trainer = build_trainer(cfg["trainer"], tmp_path / "baseline", loggers=[])
-    (metrics,) = trainer.validate(model, datamodule=dm, verbose=False)
-    return metrics["val_knn_top1"]
+    trainer.validate(model, datamodule=dm, verbose=False)
+    return float(trainer.callback_metrics["val_knn_top1"])
 
 
 @pytest.fixture(scope="module")
