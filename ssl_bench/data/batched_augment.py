@@ -35,9 +35,8 @@ from .recipes import MultiViewRecipe, ViewAugment
 NO_OP = 4  # jitter op code for "nothing at this position" (samples that are not jittered)
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None,
-             dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.rand(n, generator=generator, dtype=dtype) * (high - low) + low
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(n, generator=generator) * (high - low) + low
 
 
 def _bernoulli(n: int, p: float, generator: torch.Generator | None) -> Tensor:
@@ -86,13 +85,17 @@ class BatchedViewAugment(nn.Module):
 
     ``forward(images)`` = ``apply(images, sample_params(B, H, W))``: uint8 ``(B, 3, H, W)`` (or float
     in ``[0, 1]``) on any device -> normalised float32 ``(B, 3, size, size)`` on that device.
-    Parameters are drawn on the CPU (from ``generator`` if given), so a seed gives the same views
-    on every device, and the apply step never waits on the device to decide what to skip.
+    Parameters are drawn on the CPU (from ``generator``, a CPU ``torch.Generator``, if given, else
+    torch's global RNG), so a seed gives the same views on every device, and the apply step never
+    waits on the device to decide what to skip.
     """
 
     def __init__(self, view: ViewAugment, generator: torch.Generator | None = None,
                  antialias: bool = True) -> None:
         super().__init__()
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU torch.Generator (parameters are drawn on the CPU), "
+                             f"got one on {generator.device}")
         self.view = view
         self.generator = generator
         self.antialias = antialias
