@@ -273,12 +273,13 @@ def step_flops_per_image(model: BaseMethod, batch_size: int, image_size: int = 3
 
 def epoch_benchmark(method: str, peak_tflops: float, device: str = "cuda", batch_size: int = 512,
                     epochs: int = 2, backbone: str = "resnet18", data: dict[str, Any] | None = None,
-                    precision: str = "bf16-mixed", log=print) -> dict[str, Any]:
+                    precision: str = "bf16-mixed", model_overrides: dict[str, Any] | None = None,
+                    log=print) -> dict[str, Any]:
     """Training-epoch time, images/s and MFU of ``method`` trained by the CLI's Trainer through the
     real data path (``data``: SSLDataModule options, default CIFAR-10 with the batched GPU pipeline),
     channels_last. The last of ``epochs`` epochs is reported (the first pays for cuDNN autotuning and
     allocator warm-up). MFU = FLOPs/image x images/s / (peak_tflops x 1e12)."""
-    cfg = method_config(method, backbone, channels_last=True)
+    cfg = method_config(method, backbone, **{"channels_last": True, **(model_overrides or {})})
     cfg["data"].update({"dataset": "cifar10", "pipeline": "batched", **(data or {}), "batch_size": batch_size})
     timer = EpochTimer(sync=device == "cuda")
     dm = build_datamodule(cfg["data"])

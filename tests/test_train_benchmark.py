@@ -82,20 +82,22 @@ def test_flops_per_image_match_a_hand_count():
 def test_overhead_main_writes_json(tmp_path, monkeypatch):
     monkeypatch.setattr(tt, "build_cli_method", lambda m, b, seed=0, **kw: tiny_method(m))
     out = tmp_path / "t.json"
-    for mode in ("lockstep", "separate"):
-        result = tt.main(["--backbones", "tiny_cnn", "--repeats", "2", "--steps", "2", "--warmup", "1",
-                          "--batch-size", "8", "--no-progress-bar", "--mode", mode, "--out", str(out)])
+    for mode, methods, repeats in (("lockstep", ["simclr", "byol"], 1), ("separate", ["simclr"], 2)):
+        result = tt.main(["--backbones", "tiny_cnn", "--methods", *methods, "--repeats", str(repeats), "--steps", "2",
+                          "--warmup", "1", "--batch-size", "8", "--no-progress-bar", "--mode", mode, "--out", str(out)])
         rows = json.loads(out.read_text())["overhead"]
-        assert [r["name"] for r in rows] == ["simclr/tiny_cnn", "byol/tiny_cnn"] == [r["name"] for r in result["overhead"]]
+        assert [r["name"] for r in rows] == [f"{m}/tiny_cnn" for m in methods] == [r["name"] for r in result["overhead"]]
         for r in rows:
-            assert r["mode"] == mode and len(r["bare_step_s"]) == len(r["ssl_bench_step_s"]) == 2
+            assert r["mode"] == mode and len(r["bare_step_s"]) == len(r["ssl_bench_step_s"]) == repeats
             assert r["ratio"] == pytest.approx(r["ssl_bench_median_step_s"] / r["bare_median_step_s"])
 
 
 def test_epoch_benchmark_runs_on_cpu_with_digits():
     """The --device cuda path, on CPU with scikit-learn's digits and the tiny CNN (CUDA is unmeasured here)."""
-    out = tt.epoch_benchmark("byol", peak_tflops=1.0, device="cpu", batch_size=64, epochs=1, backbone="tiny_cnn",
-                             data={"dataset": "digits"}, log=lambda *a: None)
-    assert out["images_per_epoch"] == 64 * (1437 // 64)  # digits: 1437 training images, drop_last
+    heads = {"proj_hidden_dim": 16, "pred_hidden_dim": 16}
+    out = tt.epoch_benchmark("byol", peak_tflops=1.0, device="cpu", batch_size=32, epochs=1, backbone="tiny_cnn",
+                             data={"dataset": "digits", "train_subset": 200}, model_overrides={**TINY, **heads},
+                             log=lambda *a: None)
+    assert out["images_per_epoch"] == 32 * (200 // 32)  # drop_last
     assert len(out["epoch_seconds"]) == 1 and out["images_per_s"] > 0
     assert out["mfu"] == pytest.approx(out["flops_per_image"] * out["images_per_s"] / 1e12)
