@@ -2,6 +2,7 @@
 
     ssl-bench pretrain --config configs/cifar10/simclr.yaml --trainer.max_epochs 1 --data.batch_size 64
     ssl-bench pretrain --config my.yaml --model my_pkg.my_module.MyMethod
+    ssl-bench eval --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --protocol knn
 
 Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
 full traceback.
@@ -29,6 +30,20 @@ def _pretrain(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from .config import apply_overrides, load_config
+    from .evaluate import evaluate
+
+    data = apply_overrides(load_config(None), overrides)
+    if any(data[s] for s in ("model", "trainer")):
+        raise ValueError("ssl-bench eval takes only --data.<key> overrides")
+    result = evaluate(args.ckpt, args.protocol, data["data"], k=args.k, temperature=args.temperature,
+                      epochs=args.epochs)
+    print(f"{result['method']} on {result['dataset']}: {args.protocol} top-1 {result[args.protocol + '_top1']:.2f}% "
+          f"(train {result['train_size']}, val {result['val_size']} images)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Multi-view self-supervised learning benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--data.batch_size 64, --model my_pkg.module.MyMethod")
     p.add_argument("--config", help="YAML config with sections model, data, trainer, run")
     p.set_defaults(func=_pretrain)
+    e = sub.add_parser("eval", help="evaluate the frozen backbone of a checkpoint (k-NN or linear)",
+                       description="Reads config.yaml of the checkpoint's run; --data.<key> overrides apply")
+    e.add_argument("--ckpt", required=True, help="a checkpoint written by ssl-bench pretrain")
+    e.add_argument("--protocol", required=True, choices=["knn", "linear"])
+    e.add_argument("--k", type=int, default=20, help="k-NN neighbours (default 20)")
+    e.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")
+    e.add_argument("--epochs", type=int, default=100, help="linear protocol: epochs over the features")
+    e.set_defaults(func=_eval)
     return parser
 
 

@@ -164,3 +164,19 @@ def test_wandb_logger_offline(repo, tmp_path, monkeypatch):
     assert main(digits_args(repo, tmp_path, "simclr", "--run.logger", "wandb", "--run.name", "wb")) == 0
     assert (tmp_path / "wb/metrics.csv").is_file()
     assert list((tmp_path / "wb/wandb").glob("offline-run-*")), "no offline W&B run was written"
+
+
+def test_eval_knn_matches_online_and_linear_runs(repo, tmp_path, capsys):
+    """`ssl-bench eval` on the checkpoint: offline k-NN reproduces the online k-NN of the last
+    validation exactly (same features, same bank); the linear protocol trains and reports."""
+    assert main(digits_args(repo, tmp_path, "simclr", "--run.name", "ev")) == 0
+    ckpt = str(tmp_path / "ev/checkpoints/last.ckpt")
+    online = json.loads((tmp_path / "ev/summary.json").read_text())["val_knn_top1"]
+    assert main(["eval", "--ckpt", ckpt, "--protocol", "knn"]) == 0
+    offline = json.loads((tmp_path / "ev/eval_knn.json").read_text())
+    assert offline["knn_top1"] == pytest.approx(online, abs=1e-4)
+    assert main(["eval", "--ckpt", ckpt, "--protocol", "linear", "--epochs", "20"]) == 0
+    linear = json.loads((tmp_path / "ev/eval_linear.json").read_text())
+    assert 50 < linear["linear_top1"] <= 100
+    assert main(["eval", "--ckpt", str(tmp_path / "missing.ckpt"), "--protocol", "knn"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
