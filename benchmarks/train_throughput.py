@@ -13,8 +13,9 @@ extra untimed step closes the window). No validation (``limit_val_batches=0``).
 Default ``--mode lockstep``: one bare step runs on the same batch inside every ``on_train_batch_start``
 of the fit and is timed separately, so both sides see the same machine load step by step (on a shared
 2-core machine separate runs differ by 2x from load alone). ``--mode separate``: separate runs per
-repeat, alternating which goes first (ABBA). Per configuration: ratio = median over repeats of the
-ssl-bench mean step time / median of the bare one (target <= 1.05), and the overhead in ms per step.
+repeat, alternating which goes first (ABBA). Per configuration: ratio = median over repeats of
+(ssl-bench mean step time / bare mean step time of the same repeat) (target <= 1.05), and the overhead
+in ms per step.
 
 (c) ``--device cuda``: epoch time of SimCLR and BYOL, ResNet-18 CIFAR stem, CIFAR-10 at batch 512
 through the real data path (``SSLDataModule(dataset="cifar10", pipeline="batched")``), bf16-mixed,
@@ -224,9 +225,9 @@ def _window(stamps: list[float], case: OverheadCase) -> list[float]:
 
 def measure_overhead(case: OverheadCase, mode: str = "lockstep", progress_bar: bool = True,
                      log=print) -> dict[str, Any]:
-    """``case.repeats`` timed fits; per repeat the mean step time of each side over the window.
-    Reports the ratio of the medians over repeats, the per-repeat ratios and the absolute overhead.
-    ``mode``: ``lockstep`` (bare step interleaved inside the fit) or ``separate`` (separate runs)."""
+    """``case.repeats`` timed fits (``mode``: ``lockstep``, the bare step interleaved inside the fit,
+    or ``separate`` runs); per repeat the mean step time of each side over the window, summarised by
+    ``summarise``."""
     timer = {"lockstep": time_lockstep, "separate": time_separate}[mode]
     batches = make_batches(case.warmup + case.steps + 1, case.batch_size)
     bare, ours, bare_med, ours_med = [], [], [], []
@@ -238,17 +239,22 @@ def measure_overhead(case: OverheadCase, mode: str = "lockstep", progress_bar: b
         ours_med.append(statistics.median(o))
         log(f"  {case.name} repeat {r + 1}/{case.repeats}: bare {bare[-1] * 1e3:.1f} ms/step, "
             f"ssl-bench {ours[-1] * 1e3:.1f} ms/step, ratio {ours[-1] / bare[-1]:.3f}")
+    return {**asdict(case), "name": case.name, "mode": mode, "progress_bar": progress_bar,
+            "bare_step_median_in_window_s": bare_med, "ssl_bench_step_median_in_window_s": ours_med,
+            **summarise(bare, ours, case.batch_size)}
+
+
+def summarise(bare: list[float], ours: list[float], batch_size: int) -> dict[str, Any]:
+    """From per-repeat mean step times: ``ratio`` = median over repeats of ssl-bench / bare (each repeat
+    a pair timed under the same conditions), ``ratio_of_medians``, images/s of the median step times,
+    and the median absolute overhead in ms per step."""
     bare_s, ours_s = statistics.median(bare), statistics.median(ours)
-    return {
-        **asdict(case), "name": case.name, "mode": mode, "progress_bar": progress_bar,
-        "bare_step_s": bare, "ssl_bench_step_s": ours,
-        "bare_step_median_in_window_s": bare_med, "ssl_bench_step_median_in_window_s": ours_med,
-        "bare_median_step_s": bare_s, "ssl_bench_median_step_s": ours_s,
-        "bare_images_per_s": case.batch_size / bare_s, "ssl_bench_images_per_s": case.batch_size / ours_s,
-        "ratio": ours_s / bare_s,
-        "repeat_ratios": [o / b for o, b in zip(ours, bare)],
-        "overhead_ms_per_step": 1e3 * statistics.median(o - b for o, b in zip(ours, bare)),
-    }
+    ratios = [o / b for o, b in zip(ours, bare)]
+    return {"bare_step_s": bare, "ssl_bench_step_s": ours, "repeat_ratios": ratios,
+            "ratio": statistics.median(ratios), "ratio_of_medians": ours_s / bare_s,
+            "bare_median_step_s": bare_s, "ssl_bench_median_step_s": ours_s,
+            "bare_images_per_s": batch_size / bare_s, "ssl_bench_images_per_s": batch_size / ours_s,
+            "overhead_ms_per_step": 1e3 * statistics.median(o - b for o, b in zip(ours, bare))}
 
 
 # ---------------------------------------------------------------------------------- (c) GPU epoch

@@ -89,7 +89,15 @@ def test_overhead_main_writes_json(tmp_path, monkeypatch):
         assert [r["name"] for r in rows] == [f"{m}/tiny_cnn" for m in methods] == [r["name"] for r in result["overhead"]]
         for r in rows:
             assert r["mode"] == mode and len(r["bare_step_s"]) == len(r["ssl_bench_step_s"]) == repeats
-            assert r["ratio"] == pytest.approx(r["ssl_bench_median_step_s"] / r["bare_median_step_s"])
+            assert r["ratio_of_medians"] == pytest.approx(r["ssl_bench_median_step_s"] / r["bare_median_step_s"])
+
+
+def test_summarise_by_hand():
+    s = tt.summarise(bare=[1.0, 2.0, 4.0], ours=[1.5, 2.2, 4.0], batch_size=10)
+    assert s["repeat_ratios"] == pytest.approx([1.5, 1.1, 1.0])
+    assert s["ratio"] == pytest.approx(1.1) and s["ratio_of_medians"] == pytest.approx(1.1)
+    assert s["overhead_ms_per_step"] == pytest.approx(200.0)  # median of 500, 200, 0 ms
+    assert s["bare_images_per_s"] == pytest.approx(5.0) and s["ssl_bench_images_per_s"] == pytest.approx(10 / 2.2)
 
 
 def test_epoch_benchmark_runs_on_cpu_with_digits():
