@@ -232,7 +232,8 @@ def op_table(batch_size: int, device: str, reps: int = 10, rounds: int = 5) -> d
     sol = K.RandomSolarize(thresholds=0.0, additions=0.0, p=v.solarize_prob).to(device)
     rows["solarize p=0.2"] = (lambda: sol(x), lambda: aug.solarize(x.clone(), p))
     norm = K.Normalize(torch.tensor(v.mean), torch.tensor(v.std)).to(device)
-    rows["normalize (batched: torchvision's, in place)"] = (lambda: norm(x), lambda: ops.normalize(x.clone(), v.mean, v.std))
+    rows["normalize (batched: torchvision's, in place)"] = (
+        lambda: norm(x), lambda: ops.normalize(x.clone(), v.mean, v.std))
     rows["(batch clone, inside the batched jitter/solarize/normalize rows)"] = (None, lambda: x.clone())
     table = {}
     for name, (kornia_fn, ours) in rows.items():

@@ -326,7 +326,8 @@ def test_application_rates_seen_in_the_outputs():
     x = pattern.expand(N, 3, 8, 8)
     changed = {}
     cases = {"flip": _isolated(hflip_prob=0.3), "jitter": _isolated(jitter_prob=0.6),
-             "grayscale": _isolated(grayscale_prob=0.2), "blur": _isolated(blur_prob=0.4, blur_sigma=(0.5, 2.0), size=16),
+             "grayscale": _isolated(grayscale_prob=0.2),
+             "blur": _isolated(blur_prob=0.4, blur_sigma=(0.5, 2.0), size=16),   # sigma 0.1 is a no-op
              "solarize": _isolated(solarize_prob=0.25)}
     for name, v in cases.items():
         aug = BatchedViewAugment(v, generator=_gen(7))

@@ -5,10 +5,11 @@ as tensors of shape ``(B,)``, and computes what the matching ``torchvision.trans
 op computes on each float image with that sample's parameter (tests check this to 1e-5). Loops run
 over the few steps of a recipe, never over samples.
 
-Timings quoted below: batch 512 of 3x32x32, 2-core CPU, torch 2.15, kornia 0.9, milliseconds per
-call (``benchmarks/RESULTS.md`` has the full table). They are why an op is written here instead of
-taken from ``kornia.augmentation``; where kornia was fast enough and matched torchvision it is used
-(``gaussian_blur``).
+Timings quoted below: ms per batch of 512 CIFAR images (3x32x32), BYOL's second view, one torch
+thread on the shared 2-core CPU, median of 5 (``benchmarks/augment_throughput.py --ops --threads
+1``; the table is in ``benchmarks/RESULTS.md``). They are why an op is written here instead of
+taken from ``kornia.augmentation`` (which also differs from torchvision's semantics where noted);
+where kornia was as fast and matched torchvision it is used (``gaussian_blur``).
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ def _col(t: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------------------------
 # Geometry: resized crop (+ horizontal flip) as two per-sample interpolation matrices.
-# Measured: 1.8 ms for both matmuls vs 15.2 ms for kornia.augmentation.RandomResizedCrop (which
-# also samples boxes differently, warps with grid_sample and has no antialiasing), and 1.5 ms for
-# kornia's RandomHorizontalFlip, which costs nothing here (the flip is folded into the x matrix).
+# Measured: box sampling + crop + flip 10.2 ms vs 31.3 ms for kornia's RandomResizedCrop (25.8;
+# it also samples boxes with its own procedure, warps with grid_sample and has no antialiasing)
+# + RandomHorizontalFlip (3.5; free here: the flip is folded into the x matrix).
 # --------------------------------------------------------------------------------------------
 
 def interp_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
@@ -86,9 +87,9 @@ def resized_crop(images: Tensor, top: Tensor, left: Tensor, height: Tensor, widt
 
 # --------------------------------------------------------------------------------------------
 # Colour. Brightness, contrast, saturation and grayscale are each "per-sample 3x3 colour matrix
-# plus bias, then clamp": one baddbmm per step for the whole batch. Hue is a vectorised hexcone
-# hue rotation. Measured: a 4-step jitter with hue on 80% of the batch took ~8 ms here vs 38.1 ms
-# for kornia.augmentation.ColorJitter, which also draws one op order per batch, not per image.
+# plus bias, then clamp": one bmm per step for the whole batch. Hue is a vectorised hexcone hue
+# rotation. Measured: ColorJitter p=0.8 22.2 ms vs 92.9 ms for kornia.augmentation.ColorJitter
+# (which also draws one op order per batch, not per image); RandomGrayscale p=0.2 0.8 vs 4.6 ms.
 # --------------------------------------------------------------------------------------------
 
 def _gray_weights(device: torch.device) -> Tensor:
@@ -151,8 +152,8 @@ def adjust_hue(images: Tensor, factor: Tensor) -> Tensor:
     ``out = min + chroma * clamp(2 - d, 0, 1)``, ``d`` the circular distance between the new hue
     (in sextants) and ``p``. H uses torchvision's branches (max == R first, then G), selected
     arithmetically: ``torch.where`` and bool masks are ~10x slower than arithmetic on this CPU.
-    Measured 3.4 ms on 410 images (80% of the batch) vs 24.6 ms for the same per-sample hue
-    written with torchvision's select-table formulas, and kornia's ColorJitter at 38.1 ms.
+    Measured (one thread, CPU time, 410 images): 6.3 ms vs 21-27 ms for the same per-sample hue
+    written with torchvision's ``where`` / select-table formulas.
     """
     r, g, b = images.unbind(dim=1)
     maxc = torch.maximum(torch.maximum(r, g), b)
@@ -184,8 +185,9 @@ def grayscale(images: Tensor, apply: Tensor) -> Tensor:
 def solarize(images: Tensor, threshold: Tensor) -> Tensor:
     """torchvision solarize: invert pixels ``>= threshold[b]``; ``threshold > 1`` leaves a sample as is.
 
-    Written as ``|[x >= t] - x|`` (exact), ``[x >= t] = min(sign(x - t) + 1, 1)``: 0.8 ms on the whole batch vs 9.0 ms for
-    kornia.augmentation.RandomSolarize, and vs ~3 ms for ``torch.where`` (bool ops are slow here).
+    Written as ``|[x >= t] - x|`` (exact) with ``[x >= t] = min(sign(x - t) + 1, 1)``, since bool
+    ops and ``torch.where`` are slow on this CPU. Measured (p=0.2, on the selected samples):
+    1.4 ms vs 34.6 ms for kornia.augmentation.RandomSolarize.
     """
     step = torch.sign(images - _col(threshold.to(images.dtype))).add_(1.0).clamp_(max=1.0)  # [x >= t]
     return step.sub_(images).abs_()
@@ -194,8 +196,8 @@ def solarize(images: Tensor, threshold: Tensor) -> Tensor:
 def gaussian_blur(images: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     """torchvision gaussian_blur (reflect padding) with one sigma per sample: kornia's
     ``filters.gaussian_blur2d`` with a ``(B, 2)`` sigma, which uses the same kernel
-    ``exp(-n^2 / 2 sigma^2)`` (normalised) and border. Fast enough: 3.6 ms for a 3x3 kernel
-    on the whole batch, so not rewritten.
+    ``exp(-n^2 / 2 sigma^2)`` (normalised) and border. Measured (p=1, 3x3): 7.6 ms vs 8.5 ms for
+    kornia.augmentation.RandomGaussianBlur, so not rewritten (and off at CIFAR size anyway).
     """
     sig = sigma.to(images.dtype).view(-1, 1).expand(-1, 2)
     return gaussian_blur2d(images, (kernel_size, kernel_size), sig, border_type="reflect")
