@@ -122,13 +122,14 @@ class BatchedViewAugment(nn.Module):
         p["solarize"] = _bernoulli(n, v.solarize_prob, g)
         return p
 
-    def apply(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+    def apply(self, images: Tensor, params: dict[str, Tensor], input_scale: float | None = None) -> Tensor:
         """Apply fixed per-sample ``params`` (as from :meth:`sample_params`) to ``images``.
 
-        Params may live on the CPU (as sampled) or on the images' device; decisions about what to
-        skip are taken on a CPU copy, so on a GPU nothing waits for the device."""
+        ``input_scale`` maps input values to ``[0, 1]``: default ``1/255`` for uint8, else 1. Params
+        may live on the CPU (as sampled) or on the images' device; decisions about what to skip are
+        taken on a CPU copy, so on a GPU nothing waits for the device."""
         cpu = {k: t.cpu() for k, t in params.items()}
-        x = self.crop(images, cpu)
+        x = self.crop(images, cpu, input_scale)
         x = self.jitter(x, cpu)
         x = self.grayscale(x, cpu)
         x = self.blur(x, cpu)
@@ -137,14 +138,15 @@ class BatchedViewAugment(nn.Module):
 
     # The stages of :meth:`apply`, in order; each takes float (B, 3, h, w) in [0, 1] and CPU params.
 
-    def crop(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+    def crop(self, images: Tensor, p: dict[str, Tensor], input_scale: float | None = None) -> Tensor:
         """Resized crop + horizontal flip; uint8 or float in, float32 in [0, 1] out (convex
         combinations of the input pixels: no clamp needed, up to float rounding)."""
         dev = images.device
         box = [p[k].to(dev, non_blocking=True) for k in ("top", "left", "height", "width")]
-        scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+        if input_scale is None:
+            input_scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
         return ops.resized_crop(images, *box, self.view.size, flip=p["flip"].to(dev, non_blocking=True),
-                                antialias=self.antialias, scale=scale)
+                                antialias=self.antialias, scale=input_scale)
 
     def jitter(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         """ColorJitter on the ``jitter`` samples, each in its own ``jitter_order``: at each of the 4
@@ -161,7 +163,8 @@ class BatchedViewAugment(nn.Module):
             op = order[:, k]
             if any(linear_active[code] and bool((op == code).any()) for code in range(3)):
                 factor = factors.gather(1, op.clamp(max=ops.HUE).unsqueeze(1)).squeeze(1)
-                x = ops.jitter_step(x, op.to(dev, non_blocking=True), factor.to(dev, non_blocking=True))
+                x = ops.jitter_step(x, op.to(dev, non_blocking=True), factor.to(dev, non_blocking=True),
+                                    with_contrast=linear_active[ops.CONTRAST] and bool((op == ops.CONTRAST).any()))
             if self.jitter_ranges[3] is not None:
                 idx = (op == ops.HUE).nonzero().squeeze(1).to(dev, non_blocking=True)
                 if len(idx):
@@ -171,7 +174,9 @@ class BatchedViewAugment(nn.Module):
     def grayscale(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         if not bool(p["grayscale"].any()):
             return x
-        return ops.grayscale(x, p["grayscale"].to(x.device, non_blocking=True))
+        idx = p["grayscale"].nonzero().squeeze(1).to(x.device, non_blocking=True)
+        every = torch.ones(len(idx), dtype=torch.bool, device=x.device)
+        return x.index_copy_(0, idx, ops.grayscale(x.index_select(0, idx), every))
 
     def blur(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         if not bool(p["blur"].any()):
@@ -205,4 +210,7 @@ class BatchedMultiView(nn.Module):
         self.views = nn.ModuleList(BatchedViewAugment(v, generator, antialias) for v in recipe.all_views())
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        return [view(images) for view in self.views]
+        b, _, h, w = images.shape
+        scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+        x = images.to(torch.float32)       # converted once for all views
+        return [view.apply(x, view.sample_params(b, h, w), input_scale=scale) for view in self.views]

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import torch
 from kornia.filters import gaussian_blur2d
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 # ITU-R 601-2 luma weights exactly as torchvision's rgb_to_grayscale (kornia uses 0.299, not 0.2989).
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -39,8 +38,8 @@ def _col(t: Tensor) -> Tensor:
 # + RandomHorizontalFlip (3.5; free here: the flip is folded into the x matrix).
 # --------------------------------------------------------------------------------------------
 
-def interp_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
-                  antialias: bool = True) -> Tensor:
+def interp_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int, antialias: bool = True,
+                  flip: Tensor | None = None, gain: float = 1.0) -> Tensor:
     """Per-sample 1-D resampling matrices ``(B, out_size, in_size)`` of a crop, as torch resizes it.
 
     Row ``i`` holds the weights with which ``F.interpolate(mode="bilinear", align_corners=False)``
@@ -48,18 +47,23 @@ def interp_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
     centred at ``start + scale * (i + 0.5)`` in pixel-edge coordinates, ``scale = length / out_size``,
     of half-width ``max(scale, 1)`` when ``antialias`` (torch's ``_upsample_bilinear2d_aa``, i.e.
     PIL's filter support) or ``1`` without, restricted to the crop and renormalised. Renormalising
-    at the crop border is exactly torch's clamping of source coordinates to the crop.
+    at the crop border is exactly torch's clamping of source coordinates to the crop. Rows come in
+    reverse order where ``flip`` (a horizontal flip of the output), and sum to ``gain``.
     """
     start = start.to(torch.float32).reshape(-1, 1, 1)
     length = length.to(torch.float32).reshape(-1, 1, 1)
     dev = start.device
     scale = length / out_size
-    centre = start + scale * (torch.arange(out_size, device=dev, dtype=torch.float32).view(1, -1, 1) + 0.5)
+    out_idx = torch.arange(out_size, device=dev, dtype=torch.float32).view(1, -1, 1)
+    if flip is not None:                                   # i -> out_size - 1 - i on flipped samples
+        out_idx = out_idx + flip.to(torch.float32).view(-1, 1, 1) * (out_size - 1 - 2 * out_idx)
+    centre = start + scale * (out_idx + 0.5)
     pix = torch.arange(in_size, device=dev, dtype=torch.float32).view(1, 1, -1) + 0.5
     support = scale.clamp(min=1.0) if antialias else torch.ones_like(scale)
     inside = ((pix > start) & (pix < start + length)).to(torch.float32)          # (B, 1, in_size)
     w = (pix - centre).abs_().div_(support).neg_().add_(1.0).clamp_(min=0.0).mul_(inside)
-    return w.div_(w.sum(dim=2, keepdim=True))
+    total = w.sum(dim=2, keepdim=True)
+    return w.div_(total if gain == 1.0 else total.div_(gain))
 
 
 def resized_crop(images: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor,
@@ -73,12 +77,8 @@ def resized_crop(images: Tensor, top: Tensor, left: Tensor, height: Tensor, widt
     ``Wy @ img @ Wx^T`` with the matrices of :func:`interp_matrix`. Boxes must lie inside the image.
     """
     b, c, h, w = images.shape
-    wy = interp_matrix(top, height, h, size, antialias)
-    wx = interp_matrix(left, width, w, size, antialias)
-    if flip is not None:
-        wx = torch.where(flip.view(-1, 1, 1), wx.flip(1), wx)
-    if scale != 1.0:
-        wy = wy * scale
+    wy = interp_matrix(top, height, h, size, antialias, gain=scale)
+    wx = interp_matrix(left, width, w, size, antialias, flip=flip)
     x = images.to(torch.float32).reshape(b, c * h, w)
     x = torch.bmm(x, wx.transpose(1, 2)).view(b * c, h, size)    # resample columns
     wy = wy.unsqueeze(1).expand(b, c, size, h).reshape(b * c, size, h)
@@ -105,7 +105,7 @@ def color_affine(images: Tensor, matrix: Tensor, bias: Tensor | None = None, cla
     return out.clamp_(0.0, 1.0) if clamp else out
 
 
-def jitter_step(images: Tensor, op: Tensor, factor: Tensor) -> Tensor:
+def jitter_step(images: Tensor, op: Tensor, factor: Tensor, with_contrast: bool | None = None) -> Tensor:
     """One ColorJitter position: sample ``b`` gets brightness, contrast or saturation (``op[b]`` in
     0, 1, 2) with ``factor[b]``; any other op code (hue, or "not jittered") leaves it unchanged.
 
@@ -113,6 +113,8 @@ def jitter_step(images: Tensor, op: Tensor, factor: Tensor) -> Tensor:
     ``clamp(f x + (1 - f) mean(gray(x)))``; saturation ``clamp(f x + (1 - f) gray(x))``, with
     ``gray`` the luma of :data:`GRAY_WEIGHTS`. All three are ``clamp(M x + c)`` with
     ``M = f I + (1 - f) [op is saturation] 1 w^T`` and ``c = (1 - f) [op is contrast] mean(gray(x))``.
+    ``with_contrast``: whether any sample does contrast (saves the mean when not); None = look
+    (a device sync on a GPU, which callers avoid by deciding on CPU parameters).
     """
     dev = images.device
     wts = _gray_weights(dev)
@@ -122,7 +124,7 @@ def jitter_step(images: Tensor, op: Tensor, factor: Tensor) -> Tensor:
     matrix = f.view(-1, 1, 1) * eye + sat * wts.view(1, 1, 3).expand(len(f), 3, 3)
     bias = None
     is_contrast = op == CONTRAST
-    if bool(is_contrast.any()):
+    if with_contrast if with_contrast is not None else bool(is_contrast.any()):
         mean_gray = images.mean(dim=(2, 3)) @ wts                       # (B,)
         bias = ((1.0 - f) * is_contrast.float() * mean_gray).unsqueeze(1).expand(-1, 3)
     return color_affine(images, matrix, bias)
@@ -203,6 +205,12 @@ def gaussian_blur(images: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     return gaussian_blur2d(images, (kernel_size, kernel_size), sig, border_type="reflect")
 
 
-def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """torchvision's ``normalize`` (``(x - mean) / std`` per channel), in place on the batch."""
-    return TF.normalize(images, list(mean), list(std), inplace=True)
+def normalize(images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
+    """torchvision's ``normalize``, ``(x - mean) / std`` per channel, in place on the batch, computed
+    in one pass as ``x * (1 / std) - mean / std`` (equal to 1e-6; torchvision's takes two passes).
+    ``mean`` / ``std``: 3 numbers, or ``(B, 3)`` tensors for one per sample."""
+    dev, dt = images.device, images.dtype
+    mean = torch.as_tensor(mean, dtype=dt, device=dev)
+    inv_std = torch.as_tensor(std, dtype=dt, device=dev).reciprocal()
+    shape = (-1, images.shape[1], 1, 1)
+    return torch.addcmul((-mean * inv_std).view(shape), images, inv_std.view(shape), out=images)
