@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -188,6 +189,43 @@ def throughput(images: Tensor, batch_size: int, batches: int, rounds: int, devic
     return results
 
 
+# ------------------------------------------------------------------ per-core cost
+
+def per_core(images: Tensor, batch_size: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Images per CPU-second of each pipeline on one thread in this process (``time.process_time``,
+    best of ``rounds`` batches): the per-image transforms + default collation of a batch, kornia and
+    BatchedMultiView on the batch. CPU time is what the pipelines cost whatever else runs on the
+    machine, so this comparison holds on a shared machine where wall-clock rates swing."""
+    from torch.utils.data import default_collate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x = images[:batch_size]
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name in RECIPES:
+            recipe = build_recipe({"name": name}, 32, CIFAR_MEAN, CIFAR_STD)
+            per_image, korn, batched = PerImageMultiView(recipe), KorniaMultiView(recipe), BatchedMultiView(recipe)
+            fns = {"per_image": lambda: default_collate([(per_image(img), 0) for img in x]),
+                   "kornia": lambda: korn(x), "batched": lambda: batched(x)}
+            best = {k: math.inf for k in fns}
+            with torch.no_grad():
+                for f in fns.values():
+                    f()
+                for _ in range(rounds):
+                    for k, f in fns.items():
+                        t = time.process_time()
+                        f()
+                        best[k] = min(best[k], time.process_time() - t)
+            res = {f"{k}_images_per_cpu_s": batch_size / v for k, v in best.items()}
+            res["ratio_batched_vs_per_image"] = best["per_image"] / best["batched"]
+            res["ratio_batched_vs_kornia"] = best["kornia"] / best["batched"]
+            out[name] = res
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
 # ------------------------------------------------------------------ per-op table
 
 def _time_op(fn: Callable[[], object], device: str, reps: int, rounds: int) -> float:
@@ -280,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(info, indent=1), flush=True)
     out = {"info": info, "throughput_images_per_s": throughput(images, args.batch_size, args.batches,
                                                               args.rounds, devices, args.workers)}
+    if "cpu" in devices:
+        out["per_core_cpu_time"] = per_core(images, args.batch_size, max(5, args.rounds))
     if args.ops:
         out["ops_ms_per_batch"] = {dev: op_table(args.batch_size, dev) for dev in devices}
 
@@ -288,6 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
         cols = [k for k in res if k != "runs" and not k.startswith("ratio")]
         print(f"{name:7s} " + "  ".join(f"{k} {res[k]:>9,.0f}" for k in cols))
         print(" " * 8 + "  ".join(f"{k} {res[k]:.2f}x" for k in res if k.startswith("ratio")))
+    print("\nper CPU core (one thread, process CPU time, best of rounds): images per CPU-second")
+    for name, res in out.get("per_core_cpu_time", {}).items():
+        print(f"{name:7s} " + "  ".join(f"{k} {v:,.1f}" if k.startswith("ratio") else f"{k} {v:,.0f}"
+                                        for k, v in res.items()))
     for dev, table in out.get("ops_ms_per_batch", {}).items():
         print(f"\nms per batch of {args.batch_size} on {dev} (median)" + " " * 33 + "kornia batched")
         for name, row in table.items():
