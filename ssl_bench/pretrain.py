@@ -14,7 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import Logger
 
 from .checkpointing import AtomicCheckpointIO, RunCSVLogger
@@ -27,7 +27,8 @@ SUMMARY_KEYS = ("val_knn_top1", "val_knn_top5", "val_linear_top1", "val_linear_t
                 "rankme", "z_std", "entropy", "reconstruction", "alignment", "uniformity")
 LOGGERS = ("csv", "wandb")
 TRAINER_DEFAULTS: dict[str, Any] = {"max_epochs": 100, "accelerator": "auto", "devices": 1,
-                                    "log_every_n_steps": 10, "num_sanity_val_steps": 0}
+                                    "log_every_n_steps": 10, "num_sanity_val_steps": 0,
+                                    "benchmark": True}  # cuDNN autotuning: input sizes are fixed
 
 
 def run_name(cfg: dict[str, dict[str, Any]]) -> str:
@@ -67,11 +68,16 @@ def build_loggers(run_cfg: dict[str, Any], run_dir: Path, name: str, resuming: b
 
 def build_trainer(trainer_cfg: dict[str, Any], run_dir: Path, loggers: list[Logger]) -> pl.Trainer:
     kwargs = {**TRAINER_DEFAULTS, **trainer_cfg}
+    if kwargs.get("deterministic") and "benchmark" not in trainer_cfg:
+        kwargs["benchmark"] = False
     check_kwargs(pl.Trainer, kwargs, "trainer")
     # one file, checkpoints/last.ckpt, rewritten (atomically) at the end of every epoch
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                                  monitor=None, enable_version_counter=False)
     callbacks = [checkpoint, *kwargs.pop("callbacks", [])]
+    if kwargs.get("enable_progress_bar", True):
+        # refreshing every step would call .item() (a GPU sync) on the loss every step
+        callbacks.append(TQDMProgressBar(refresh_rate=kwargs["log_every_n_steps"]))
     # the data module shards and shuffles itself (rank-aware, resumable samplers)
     return pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
                       use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], **kwargs)

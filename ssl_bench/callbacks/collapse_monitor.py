@@ -73,6 +73,9 @@ class CollapseMonitor(pl.Callback):
     def _log(self, pl_module: pl.LightningModule, on_step: bool) -> None:
         if self.buffer.count < 2:
             return
+        z1, z2 = self.buffer.pairs()
+        if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
+            return  # a diverged step: BaseMethod reports it; SVD of NaNs would fail first
         # every rank holds the same gathered buffer, so no further sync is needed
-        for name, value in collapse_metrics(*self.buffer.pairs(), kappa=self.kappa).items():
+        for name, value in collapse_metrics(z1, z2, kappa=self.kappa).items():
             pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)

@@ -55,19 +55,18 @@ class OnlineLinearProbe(pl.Callback):
                            batch: Any, batch_idx: int) -> None:
         feats = gather_uneven(pl_module, outputs["feats"].float())
         labels = gather_uneven(pl_module, outputs["labels"])
-        labelled = labels >= 0  # unlabelled images (STL-10's unlabeled split) carry label -1
-        feats, labels = feats[labelled], labels[labelled]
-        if labels.numel() == 0:
-            return
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(trainer)
         with torch.enable_grad(), torch.autocast(pl_module.device.type, enabled=False):
             logits = self.probe(feats)
-            loss = F.cross_entropy(logits, labels)
+            # unlabelled images (STL-10's unlabeled split) carry label -1; no boolean indexing,
+            # which would synchronise with the GPU every step
+            loss = F.cross_entropy(logits, labels, ignore_index=-1, reduction="sum") / (labels >= 0).sum().clamp_min(1)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        pl_module.log("train_linear_loss", loss.detach(), on_step=True, on_epoch=False)
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            pl_module.log("train_linear_loss", loss.detach(), on_step=True, on_epoch=False)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

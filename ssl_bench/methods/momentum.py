@@ -80,4 +80,5 @@ class BaseMomentumMethod(BaseMethod):
         tau = self.tau
         for online, teacher in self.momentum_pairs:
             ema_update_(teacher, online, tau, self.hparams.ema_buffers)
-        self.log("tau", tau, on_step=True, on_epoch=False)
+        if self.is_logging_step:
+            self.log("tau", tau, on_step=True, on_epoch=False)
