@@ -6,8 +6,8 @@ op computes on each float image with that sample's parameter (tests check this t
 over the few steps of a recipe, never over samples.
 
 Timings quoted below: ms per batch of 512 CIFAR images (3x32x32), BYOL's second view, one torch
-thread on the shared 2-core CPU, median of 5 (``benchmarks/augment_throughput.py --ops --threads
-1``; the table is in ``benchmarks/RESULTS.md``). They are why an op is written here instead of
+thread on the 2-core CPU in a quiet window, median of 5 (``benchmarks/augment_throughput.py --ops
+--threads 1``; the table is in ``benchmarks/RESULTS.md``). They are why an op is written here instead of
 taken from ``kornia.augmentation`` (which also differs from torchvision's semantics where noted);
 where kornia was as fast and matched torchvision it is used (``gaussian_blur``).
 """
@@ -34,9 +34,9 @@ def _col(t: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------------------------
 # Geometry: resized crop (+ horizontal flip) as two per-sample interpolation matrices.
-# Measured: box sampling + crop + flip 16.2 ms vs 32.9 ms for kornia's RandomResizedCrop (29.3;
+# Measured: box sampling + crop + flip 4.7 ms vs 17.1 ms for kornia's RandomResizedCrop (13.7;
 # it also samples boxes with its own procedure, warps with grid_sample and has no antialiasing)
-# + RandomHorizontalFlip (2.9; free here: the flip is folded into the x matrix).
+# + RandomHorizontalFlip (1.7; free here: the flip is folded into the x matrix).
 # --------------------------------------------------------------------------------------------
 
 def interp_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int, antialias: bool = True,
@@ -89,8 +89,8 @@ def resized_crop(images: Tensor, top: Tensor, left: Tensor, height: Tensor, widt
 # --------------------------------------------------------------------------------------------
 # Colour. Brightness, contrast, saturation and grayscale are each "per-sample 3x3 colour matrix
 # plus bias, then clamp": one bmm per step for the whole batch. Hue is a vectorised hexcone hue
-# rotation. Measured: ColorJitter p=0.8 20.5 ms vs 80.4 ms for kornia.augmentation.ColorJitter
-# (which also draws one op order per batch, not per image); RandomGrayscale p=0.2 0.7 vs 3.6 ms.
+# rotation. Measured: ColorJitter p=0.8 13.2 ms vs 51.1 ms for kornia.augmentation.ColorJitter
+# (which also draws one op order per batch, not per image); RandomGrayscale p=0.2 0.4 vs 2.3 ms.
 # --------------------------------------------------------------------------------------------
 
 def _gray_weights(device: torch.device) -> Tensor:
@@ -190,7 +190,7 @@ def solarize(images: Tensor, threshold: Tensor) -> Tensor:
 
     Written as ``|[x >= t] - x|`` (exact) with ``[x >= t] = min(sign(x - t) + 1, 1)``, since bool
     ops and ``torch.where`` are slow on this CPU. Measured (p=0.2, on the selected samples):
-    1.5 ms vs 18.2 ms for kornia.augmentation.RandomSolarize.
+    1.1 ms vs 11.2 ms for kornia.augmentation.RandomSolarize.
     """
     step = torch.sign(images - _col(threshold.to(images.dtype))).add_(1.0).clamp_(max=1.0)  # [x >= t]
     return step.sub_(images).abs_()
@@ -199,7 +199,7 @@ def solarize(images: Tensor, threshold: Tensor) -> Tensor:
 def gaussian_blur(images: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     """torchvision gaussian_blur (reflect padding) with one sigma per sample: kornia's
     ``filters.gaussian_blur2d`` with a ``(B, 2)`` sigma, which uses the same kernel
-    ``exp(-n^2 / 2 sigma^2)`` (normalised) and border. Measured (p=1, 3x3): 17.3 ms vs 19.0 ms for
+    ``exp(-n^2 / 2 sigma^2)`` (normalised) and border. Measured (p=1, 3x3): 5.0 ms vs 5.3 ms for
     kornia.augmentation.RandomGaussianBlur, so not rewritten (and off at CIFAR size anyway).
     """
     sig = sigma.to(images.dtype).view(-1, 1).expand(-1, 2)
