@@ -2,13 +2,33 @@
 beats the same backbone at random initialisation by a clear margin.
 
 Digits would not show this (raw-pixel k-NN is already ~97%), so these tests use real CIFAR-10
-images from ../shared/data. About a minute of CPU per run.
+images from ../shared/data: 4,000 training images (also the k-NN bank), tiny_cnn width 16, batch
+64, 14 epochs (875 steps), about 50-75 s of 2-core CPU per method. The k-NN is measured once, at
+the end, on the full 10,000-image test split: its standard error is ~0.5 points there, against
+~1.5 points on a 1,000-image subset, which was as large as the effect being shown.
 
-Only SimCLR is asserted so far. With this one-minute budget (186 SGD steps) BYOL, SimSiam and
-Barlow Twins did not yet beat the random-init k-NN (31.8%): measured 30.6/33.8 (SGD/LARS), 32.2
-and 27.6/30.5 (SGD/LARS). With 12 epochs (100-140 s each) and the settings below: BYOL 35.4,
-SimSiam 35.7, Barlow Twins 32.0 -- learning, but not yet by a clear margin. Showing it needs a
-longer schedule or better short-run hyperparameters (open work on issue #2, not hidden here).
+These are short-run settings, not the papers' 800-epoch ResNet-18 ones (those are in
+configs/cifar10/). Each choice was measured against the one before it:
+- crop scale (0.2, 1) rather than (0.08, 1): weaker crops learn faster early on (6 epochs: BYOL
+  32.9 -> 34.7, SimSiam 32.2 -> 33.8);
+- batch 64 rather than 128: twice the steps for the same images, and no slower per image on CPU;
+- LARS for BYOL and Barlow Twins (SGD: BYOL 30.6 against 33.8 with LARS, 6 epochs);
+- Barlow Twins' lambda raised from 0.0051 (tuned for an 8192-d projector) to 0.05 for the 64-d one:
+  RankMe of the embedding 11 -> 20, k-NN 34.7 -> 36.0 (seed 1, 10 epochs).
+
+Measured (k-NN top-1 %, seeds 0 / 1 / 2; the seed picks the subset, the init and the augmentation):
+    method        seed 0   seed 1   seed 2     (14 epochs; smallest gain over random init)
+    random init    28.71    29.76    28.67
+    SimCLR         40.08    38.60    41.66     +8.8
+    BYOL           35.10    37.12    34.37     +5.7
+    SimSiam        35.91    36.81    36.92     +7.1
+    Barlow Twins   37.01    36.55    36.66     +6.8
+
+With 10 epochs the smallest gains were +5.1 (SimSiam), +5.4 (BYOL) and +5.4 (Barlow Twins); with
+6 epochs at batch 128 and width 32, none of the three cleared the baseline by 4 points. The
+batched and per-image pipelines gave 40.08 and 39.87 for SimCLR (seed 0).
+A different CPU changes the floating-point rounding and so acts like another seed; MARGIN (4 points)
+sits 1.7 points below the smallest gain measured.
 """
 from __future__ import annotations
 
@@ -16,32 +36,35 @@ import json
 
 import pytest
 
-from ssl_bench.config import apply_overrides, load_config
+from ssl_bench.config import load_config
 from ssl_bench.pretrain import build_datamodule, build_method, build_trainer, pretrain
 
 pytestmark = pytest.mark.slow
 
 MARGIN = 4.0  # percentage points of k-NN top-1 over random init
-DATA = {"dataset": "cifar10", "batch_size": 128, "num_workers": 0, "pipeline": "batched",
-        "train_subset": 4000, "val_subset": 1000, "eval_train_subset": 4000}
-MODEL = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 32}, "proj_hidden_dim": 256, "proj_dim": 64,
+EPOCHS = 14
+DATA = {"dataset": "cifar10", "batch_size": 64, "num_workers": 0, "pipeline": "batched",
+        "train_subset": 4000, "val_subset": None, "eval_train_subset": 4000}
+MODEL = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 16}, "proj_hidden_dim": 256, "proj_dim": 64,
          "optimizer": "sgd", "warmup_epochs": 1, "monitor_every_n_steps": 10}
 METHOD_ARGS = {
     "simclr": {"lr": 0.3, "temperature": 0.2, "weight_decay": 5e-4},
-    "byol": {"optimizer": "lars", "lr": 1.0, "pred_hidden_dim": 256, "weight_decay": 1e-5, "base_tau": 0.99},
-    "simsiam": {"lr": 0.1, "pred_hidden_dim": 64, "weight_decay": 5e-4},
-    "barlow_twins": {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4, "scale_loss": 0.1},
+    "byol": {"optimizer": "lars", "lr": 2.0, "pred_hidden_dim": 256, "weight_decay": 1e-5, "base_tau": 0.99},
+    "simsiam": {"lr": 0.3, "pred_hidden_dim": 64, "weight_decay": 5e-4},
+    "barlow_twins": {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-4, "scale_loss": 0.1, "lambd": 0.05},
 }
 AUGMENT = {"simclr": "simclr", "byol": "byol", "simsiam": "simclr", "barlow_twins": "byol"}
-EPOCHS = 6
-QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"}
+CROP_SCALE = [0.2, 1.0]
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu",
+         "check_val_every_n_epoch": EPOCHS}
 
 
 def config(method: str, tmp_path, pipeline: str = "batched") -> dict:
     cfg = load_config(None)
     cfg["model"] = {"name": method, **MODEL, **METHOD_ARGS[method]}
     workers = 2 if pipeline == "per_image" else 0
-    cfg["data"] = {**DATA, "augment": {"name": AUGMENT[method]}, "pipeline": pipeline, "num_workers": workers}
+    cfg["data"] = {**DATA, "augment": {"name": AUGMENT[method], "crop_scale": CROP_SCALE},
+                   "pipeline": pipeline, "num_workers": workers}
     cfg["trainer"] = {"max_epochs": EPOCHS, **QUIET}
     cfg["run"].update(dir=str(tmp_path), name=f"{method}-{pipeline}")
     return cfg
@@ -74,7 +97,7 @@ def pretrained(method: str, tmp_path, pipeline: str = "batched") -> dict:
     return _SUMMARIES[method, pipeline]
 
 
-@pytest.mark.parametrize("method", ["simclr"])
+@pytest.mark.parametrize("method", list(METHOD_ARGS))
 def test_method_beats_random_init(method, baseline, tmp_path):
     summary = pretrained(method, tmp_path)
     print(f"\n{method}: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {baseline:.2f}%, "
