@@ -1,9 +1,61 @@
-"""All-gather helpers on top of Lightning's (which needs equal shapes on every rank)."""
+"""Cross-rank helpers.
+
+Two layers:
+- ``gather_uneven`` needs a LightningModule (Lightning's all_gather, equal shapes per call);
+- the plain ``torch.distributed`` helpers below (``world_size``, ``rank``, ``gather_with_grad``,
+  ``all_reduce_sum``) work inside a Lightning DDP run and in a bare ``init_process_group`` (the
+  1-process vs 2-process equality tests use them that way), and are the identity on one process.
+  Loss functions that need a global statistic (Sinkhorn's sums, DINO's centre, VICReg's variance)
+  call these, so a loss gives the same value on 2 ranks as on the whole batch in one process.
+"""
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` (B, ...) over ranks in rank order; gradients flow back to every rank's part
+    (``torch.distributed.nn.all_gather`` sums the incoming gradients across ranks, which is right for a
+    loss that every rank computes on the global batch and DDP then averages)."""
+    if not is_distributed():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()))
+
+
+@torch.no_grad()
+def gather_no_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` (B, ...) over ranks in rank order, without gradients (queue keys, banks)."""
+    if not is_distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Sum of ``x`` over ranks (out of place, no gradient through the other ranks' parts)."""
+    if not is_distributed():
+        return x
+    out = x.detach().clone()
+    dist.all_reduce(out)
+    return out
 
 
 @torch.no_grad()

@@ -61,17 +61,21 @@ QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "accelerat
          "check_val_every_n_epoch": EPOCHS}
 
 
-def config(method: str, tmp_path, pipeline: str = "batched", seed: int | None = None) -> dict:
+def config(method: str, tmp_path, pipeline: str = "batched", seed: int | None = None,
+           method_args: dict | None = None, augment: dict | None = None, epochs: int = EPOCHS) -> dict:
     """The test's run config; ``seed`` (default: the run default, 0) is how the table's seeds 1 and 2
-    were run."""
+    were run. Other learning-test modules pass their own ``method_args`` (merged over ``MODEL``) and
+    ``augment`` (a recipe dict; ``crop_scale`` defaults to ``CROP_SCALE``) and may shorten ``epochs``."""
     cfg = load_config(None)
     if seed is not None:
         cfg["run"]["seed"] = seed
-    cfg["model"] = {"name": method, **MODEL, **METHOD_ARGS[method]}
+    args = METHOD_ARGS[method] if method_args is None else method_args
+    cfg["model"] = {"name": method, **MODEL, **args}
     workers = 2 if pipeline == "per_image" else 0
-    cfg["data"] = {**DATA, "augment": {"name": AUGMENT[method], "crop_scale": CROP_SCALE},
-                   "pipeline": pipeline, "num_workers": workers}
-    cfg["trainer"] = {"max_epochs": EPOCHS, **QUIET}
+    recipe = {"name": AUGMENT[method]} if augment is None else dict(augment)
+    recipe.setdefault("crop_scale", CROP_SCALE)
+    cfg["data"] = {**DATA, "augment": recipe, "pipeline": pipeline, "num_workers": workers}
+    cfg["trainer"] = {"max_epochs": epochs, **QUIET, "check_val_every_n_epoch": epochs}
     cfg["run"].update(dir=str(tmp_path), name=f"{method}-{pipeline}")
     return cfg
 

@@ -1,0 +1,41 @@
+"""Run a function on N gloo processes (CPU) and collect each rank's return value.
+
+The 1-process vs 2-process equality tests use it: a batch-, queue- or statistics-dependent loss
+computed on two ranks (each with half the batch, cross-rank tensors through
+``ssl_bench.distributed``) must equal the single-process value on the whole batch.
+
+    def loss_on_rank(full_batch):            # a module-level function (it is pickled by name)
+        r = ssl_bench.distributed.rank()
+        return my_loss(full_batch.chunk(2)[r])
+    per_rank = run_on_ranks(loss_on_rank, 2, full_batch)
+
+Return values must be picklable (tensors, numbers, dicts of them).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def _worker(rank: int, world: int, fn: Callable[..., Any], args: tuple, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
+    try:
+        result = fn(*args)
+        torch.save(result, Path(folder) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_ranks(fn: Callable[..., Any], world_size: int, *args: Any) -> list[Any]:
+    """``[fn(*args) on rank r for r in range(world_size)]``, each rank in its own process."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        mp.spawn(_worker, args=(world_size, fn, args, folder), nprocs=world_size, join=True)
+        return [torch.load(Path(folder) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
