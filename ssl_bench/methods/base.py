@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..backbones import build_backbone
+from ..distributed import gather_no_grad, gather_with_grad
 from ..errors import DivergenceError
 from ..optim import build_optimizer, parameter_groups, scaled_lr, warmup_cosine_scheduler
 
@@ -102,11 +103,11 @@ class BaseMethod(pl.LightningModule):
         return feats  # type: ignore[return-value]
 
     def gather(self, x: Tensor, sync_grads: bool = True) -> Tensor:
-        """Concatenate ``x`` over all ranks (with gradients flowing back to each rank's part);
-        the identity on one process."""
-        if self._trainer is None or self.trainer.world_size == 1:
-            return x
-        return self.all_gather(x, sync_grads=sync_grads).flatten(0, 1)
+        """Concatenate ``x`` over all ranks in rank order (with gradients flowing back to each rank's
+        part unless ``sync_grads=False``); the identity on one process. Plain ``torch.distributed``
+        (what Lightning's ``all_gather`` wraps), so it also works in a bare process group: the
+        1-process vs 2-process equality tests call methods without a Trainer."""
+        return gather_with_grad(x) if sync_grads else gather_no_grad(x)
 
     def ssl_loss(self, feats: list[Tensor]) -> SSLOutput:
         """The method's loss from the per-view backbone features. Subclasses implement this."""
