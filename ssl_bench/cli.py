@@ -2,28 +2,46 @@
 
     ssl-bench pretrain --config configs/cifar10/simclr.yaml --trainer.max_epochs 1 --data.batch_size 64
     ssl-bench pretrain --config my.yaml --model my_pkg.my_module.MyMethod
+    ssl-bench pretrain --config configs/digits/simclr.yaml --print-config
     ssl-bench eval --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --protocol knn
+    ssl-bench list
 
 Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
-full traceback.
+full traceback. Ctrl-C ends with one line saying which checkpoint was kept (exit code 130).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 import warnings
 
+from . import __version__
 from .errors import SSLBenchError
 
 USAGE_ERRORS = (SSLBenchError, FileNotFoundError, ValueError, TypeError, ImportError)
+KEYS_HELP = """\
+config keys: a config has four sections, each key overridable as --section.key VALUE
+  model    the method (model.name: a registered name or pkg.module.Class) and its constructor
+           arguments plus BaseMethod's (ssl_bench/methods/base.py): lr, optimizer, backbone, ...
+  data     SSLDataModule's arguments (ssl_bench/data/datamodule.py): dataset, batch_size, augment, ...
+  trainer  pytorch_lightning.Trainer's arguments: max_epochs, precision, devices, ...
+  run      dir, name, seed, logger, wandb_project, resume, overwrite, ckpt_every_n_steps,
+           ckpt_every_minutes (README.md, "Configs and run directories")
+See every key with its default: ssl-bench pretrain --config FILE --print-config
+Names: ssl-bench list"""
 
 
 def _pretrain(args: argparse.Namespace, overrides: list[str]) -> int:
-    from .config import apply_overrides, load_config
-    from .pretrain import pretrain, summary_line
+    from .config import apply_overrides, load_config, to_yaml
+    from .pretrain import full_config, pretrain, summary_line
 
     cfg = apply_overrides(load_config(args.config), overrides)
+    if args.print_config:
+        print(to_yaml(full_config(cfg)), end="")
+        return 0
     summary = pretrain(cfg)
     if summary.get("is_global_zero", True):
         print(summary_line(summary))
@@ -44,13 +62,41 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace, overrides: list[str]) -> int:
+    from .backbones import available_backbones
+    from .data.recipes import RECIPES
+    from .data.sources import KNOWN_DATASETS
+    from .methods import METHODS
+
+    if overrides:
+        raise ValueError(f"ssl-bench list takes no arguments, got {' '.join(overrides)}")
+
+    def doc(obj: object) -> str:
+        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+
+    print("methods (model.name, or any importable pkg.module.Class subclassing BaseMethod):")
+    for name, cls in sorted(METHODS.items()):
+        print(f"  {name:14s} {doc(cls)}")
+    print("backbones (model.backbone, or any timm model name):")
+    print("  " + ", ".join(available_backbones()))
+    print("datasets (data.dataset):")
+    print("  " + ", ".join(KNOWN_DATASETS))
+    print("augmentation recipes (data.augment.name):")
+    print("  " + ", ".join(sorted(RECIPES)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Multi-view self-supervised learning benchmark")
+    parser.add_argument("--version", action="version", version=f"ssl-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="pretrain one method on one dataset",
-                       description="Any config key can be overridden: --trainer.max_epochs 1, "
-                                   "--data.batch_size 64, --model my_pkg.module.MyMethod")
+                       description="Pretrain one method on one dataset. Any config key can be overridden: "
+                                   "--trainer.max_epochs 1, --data.batch_size 64, --model my_pkg.module.MyMethod",
+                       epilog=KEYS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config with sections model, data, trainer, run")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config with every default and exit (nothing is trained or written)")
     p.set_defaults(func=_pretrain)
     e = sub.add_parser("eval", help="evaluate the frozen backbone of a checkpoint (k-NN or linear)",
                        description="Reads config.yaml of the checkpoint's run; --data.<key> overrides apply")
@@ -60,7 +106,56 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")
     e.add_argument("--epochs", type=int, default=100, help="linear protocol: epochs over the features")
     e.set_defaults(func=_eval)
+    ls = sub.add_parser("list", help="list the registered methods, backbones, datasets and recipes")
+    ls.set_defaults(func=_list)
     return parser
+
+
+# ----------------------------------------------------------------------------- a quiet terminal
+
+_NOISE = ("💡 Tip:", "Detected KeyboardInterrupt")
+
+
+class _LightningNoise(logging.Filter):
+    """Drops Lightning's tips and its Ctrl-C line (ssl-bench prints its own), and the FLOPs column
+    and "0 Total Flops" line of the model summary (Lightning counts FLOPs only on some devices)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.strip().startswith(_NOISE):
+            return False
+        if re.search(r"^\s*0\s+Total Flops\s*$", message, re.M):
+            record.msg, record.args = _drop_flops(message), ()
+        return True
+
+
+def _drop_flops(table: str) -> str:
+    lines = [ln for ln in table.split("\n") if not re.match(r"^\s*0\s+Total Flops\s*$", ln)]
+    header = next((ln for ln in lines if "| FLOPs" in ln), None)
+    if header is None:
+        return "\n".join(lines)
+    cut = header.index("| FLOPs")
+    out = []
+    for ln in lines:
+        if set(ln.strip()) == {"-"}:
+            out.append("-" * cut)
+        elif len(ln) > cut and ln[cut:cut + 1] == "|":
+            out.append(ln[:cut].rstrip())
+        else:
+            out.append(ln)
+    return "\n".join(out)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest's capture replaces it per test)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: D102
+        pass
 
 
 def _quiet_libraries() -> None:
@@ -69,6 +164,29 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
     os.environ.setdefault("WANDB_SILENT", "true")
+    noise = _LightningNoise()
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                 "pytorch_lightning.callbacks.model_summary", "pytorch_lightning.utilities.model_summary"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _LightningNoise) for f in logger.filters):
+            logger.addFilter(noise)
+    log = logging.getLogger("ssl_bench")  # the project's own notes (e.g. an inferred image size)
+    if not log.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("ssl-bench: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line. An error re-raised from a DataLoader worker carries the
+    worker's traceback in its message: keep its last line, without the exception's class name."""
+    text = str(err).strip()
+    if "Traceback (most recent call last)" in text:
+        last = text.splitlines()[-1]
+        text = re.sub(r"^[\w.]+(Error|Exception|Interrupt)\w*: ", "", last)
+    return " ".join(text.split()) or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         if os.environ.get("SSL_BENCH_DEBUG"):
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"ssl-bench: error: {message}", file=sys.stderr)
+        print(f"ssl-bench: error: {one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ssl-bench: interrupted; the last checkpoint is kept", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"ssl-bench: {one_line(err) if str(err) else 'interrupted; the last checkpoint is kept'}",
+              file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 SECTIONS = ("model", "data", "trainer", "run")
 RUN_DEFAULTS: dict[str, Any] = {
@@ -24,7 +26,29 @@ RUN_DEFAULTS: dict[str, Any] = {
     "logger": "csv",        # "csv" or "wandb" (CSV is always written)
     "wandb_project": "ssl-bench",
     "resume": None,         # a checkpoint path, or "auto" for <run dir>/checkpoints/last.ckpt
+    "overwrite": False,     # start afresh in a run directory that holds an earlier run (deletes its files)
+    "ckpt_every_n_steps": None,   # also rewrite last.ckpt every N optimiser steps (mid-epoch)
+    "ckpt_every_minutes": None,   # also rewrite last.ckpt every M minutes of training (mid-epoch)
 }
+RUN_TYPES: dict[str, Any] = {"dir": str, "name": str | None, "seed": int, "logger": str, "wandb_project": str,
+                             "resume": str | None, "overwrite": bool, "ckpt_every_n_steps": int | None,
+                             "ckpt_every_minutes": float | None}
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` and ``3E+4`` are numbers (YAML 1.1, which
+    PyYAML implements, requires a dot and a signed exponent, so it reads ``1e-3`` as a string)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with scientific notation read as floats (see ``ConfigLoader``)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
 
 
 def load_config(path: str | Path | None) -> dict[str, dict[str, Any]]:
@@ -35,14 +59,19 @@ def load_config(path: str | Path | None) -> dict[str, dict[str, Any]]:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            cfg = yaml.safe_load(path.read_text()) or {}
+            cfg = parse_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(cfg, dict):
             raise ConfigError(f"config file {path} must be a mapping with sections {', '.join(SECTIONS)}")
-    unknown = set(cfg) - set(SECTIONS)
+    unknown = sorted(set(cfg) - set(SECTIONS), key=str)
     if unknown:
-        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; allowed: {', '.join(SECTIONS)}")
+        raise ConfigError(f"unknown config section(s) {unknown}; allowed: {', '.join(SECTIONS)}"
+                          f"{did_you_mean(unknown[0], SECTIONS)}")
+    for section in SECTIONS:
+        if not isinstance(cfg.get(section) or {}, dict):
+            raise ConfigError(f"config file {path}: section '{section}' must be a mapping of keys to values, "
+                              f"got {cfg[section]!r}")
     out = {s: dict(cfg.get(s) or {}) for s in SECTIONS}
     out["run"] = {**RUN_DEFAULTS, **out["run"]}
     return out
@@ -67,14 +96,15 @@ def apply_overrides(cfg: dict[str, dict[str, Any]], args: list[str]) -> dict[str
         if path == ["model"]:
             path = ["model", "name"]
         if path[0] not in SECTIONS or len(path) < 2:
-            raise ConfigError(f"unknown override --{key}; keys look like --{{{','.join(SECTIONS)}}}.<key>")
+            hint = did_you_mean(path[0], SECTIONS) if path[0] not in SECTIONS else ""
+            raise ConfigError(f"unknown override --{key}; keys look like --{{{','.join(SECTIONS)}}}.<key>{hint}")
         node = cfg[path[0]]
         for part in path[1:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override --{key}: '{part}' is not a mapping")
         try:
-            node[path[-1]] = yaml.safe_load(value)
+            node[path[-1]] = parse_yaml(value)
         except yaml.YAMLError:
             node[path[-1]] = value
     return cfg
@@ -86,7 +116,7 @@ def resolve_class(name: str, registry: dict[str, type], base: type, what: str) -
         return registry[name]
     allowed = f"known: {', '.join(sorted(registry))}, or an importable path like my_pkg.module.Class"
     if "." not in name:
-        raise ConfigError(f"unknown {what} '{name}'; {allowed}")
+        raise ConfigError(f"unknown {what} '{name}'; {allowed}{did_you_mean(name, registry)}")
     module_name, _, attr = name.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
@@ -131,8 +161,17 @@ def _matches(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (tuple, list):
-        return isinstance(value, (list, tuple))
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return not args or (len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args)))
+    if origin is list:
+        args = typing.get_args(annotation)
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else \
+            isinstance(value, (list, tuple))
     if origin is dict or annotation is dict:
         return isinstance(value, dict)
     if isinstance(annotation, type):
@@ -141,28 +180,65 @@ def _matches(value: Any, annotation: Any) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    if typing.get_origin(annotation) is not None or isinstance(annotation, types.UnionType):
+        return str(annotation).replace("typing.", "").replace("NoneType", "None")
+    return getattr(annotation, "__name__", None) or str(annotation)
 
 
 def check_kwargs(target: type | Callable, kwargs: dict[str, Any], section: str) -> None:
     """Every key must be a constructor parameter of ``target`` and match its annotation."""
     params = init_parameters(target) if isinstance(target, type) else dict(inspect.signature(target).parameters)
-    for key, value in kwargs.items():
-        if key not in params:
-            raise ConfigError(f"unknown key {section}.{key} for {getattr(target, '__name__', target)}; "
-                              f"allowed: {', '.join(sorted(params))}")
-        annotation = params[key].annotation
+    check_types(kwargs, {k: p.annotation for k, p in params.items()}, section,
+                f" for {getattr(target, '__name__', target)}")
+
+
+def check_types(values: dict[str, Any], annotations: dict[str, Any], section: str, owner: str = "") -> None:
+    """Every key of ``values`` must be in ``annotations`` and match its type; else one ConfigError
+    naming the key, suggesting the closest allowed key and listing them all."""
+    for key, value in values.items():
+        if key not in annotations:
+            raise ConfigError(f"unknown key {section}.{key}{owner}; allowed: {', '.join(sorted(annotations))}"
+                              f"{did_you_mean(key, annotations)}")
+        annotation = annotations[key]
         if not _matches(value, annotation):
             raise ConfigError(f"{section}.{key} must be {_type_name(annotation)}, got {value!r} "
                               f"({type(value).__name__})")
 
 
+def check_run(run_cfg: dict[str, Any]) -> None:
+    """The ``run`` section: known keys, right types, sensible values."""
+    check_types(run_cfg, RUN_TYPES, "run")
+    for key in ("ckpt_every_n_steps", "ckpt_every_minutes"):
+        if run_cfg.get(key) is not None and run_cfg[key] <= 0:
+            raise ConfigError(f"run.{key} must be positive (or null for epoch ends only), got {run_cfg[key]!r}")
+    if run_cfg.get("overwrite") and run_cfg.get("resume") is not None:
+        raise ConfigError("run.overwrite and run.resume exclude each other: overwrite starts afresh, "
+                          "resume continues the run")
+
+
 class _ConfigDumper(yaml.SafeDumper):
-    """Writes objects YAML cannot hold (e.g. callbacks passed in from Python) as their repr."""
+    """Plain YAML only: tuples as lists, objects YAML cannot hold (e.g. callbacks passed in from
+    Python) as their repr, so every file loads with ``yaml.safe_load``."""
 
 
+_ConfigDumper.add_representer(tuple, lambda dumper, obj: dumper.represent_list(list(obj)))
+_ConfigDumper.add_multi_representer(dict, lambda dumper, obj: dumper.represent_dict(dict(obj)))
+_ConfigDumper.add_multi_representer(list, lambda dumper, obj: dumper.represent_list(list(obj)))
+_ConfigDumper.add_multi_representer(str, lambda dumper, obj: dumper.represent_str(str(obj)))
 _ConfigDumper.add_multi_representer(object, lambda dumper, obj: dumper.represent_str(repr(obj)))
 
 
+def to_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False)
+
+
+def plain(data: Any) -> Any:
+    """``data`` as plain YAML types (what ``to_yaml`` writes, read back)."""
+    return yaml.safe_load(to_yaml(data))
+
+
 def dump_config(cfg: dict[str, Any], path: Path) -> None:
-    path.write_text(yaml.dump(cfg, Dumper=_ConfigDumper, sort_keys=False))
+    """Write ``cfg`` as YAML atomically (a temporary file renamed over ``path``)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_yaml(cfg))
+    os.replace(tmp, path)

@@ -1,6 +1,9 @@
 """Errors that the CLI turns into one clear line (never a bare traceback)."""
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class SSLBenchError(Exception):
     """Base class: a user-facing problem with a one-line message."""
@@ -12,3 +15,14 @@ class ConfigError(SSLBenchError, ValueError):
 
 class DivergenceError(SSLBenchError, RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class RunDirectoryError(SSLBenchError):
+    """The run directory holds an earlier run that this command would overwrite."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'temperature'?"`` for the closest of ``choices`` (difflib), else ``""``: the
+    end of a one-line message, after the list of what is allowed."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""

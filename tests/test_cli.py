@@ -163,7 +163,14 @@ def test_wandb_logger_offline(repo, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main(digits_args(repo, tmp_path, "simclr", "--run.logger", "wandb", "--run.name", "wb")) == 0
     assert (tmp_path / "wb/metrics.csv").is_file()
-    assert list((tmp_path / "wb/wandb").glob("offline-run-*")), "no offline W&B run was written"
+    (run,) = (tmp_path / "wb/wandb").glob("offline-run-*")
+    # offline, W&B keeps config and summary records in its run-*.wandb log (protobuf, uploaded by `wandb sync`)
+    records = next(run.glob("run-*.wandb")).read_bytes()
+    for key in (b"trainer", b"max_epochs", b"run", b"wandb_project", b'"name": "simclr"', b"fit_seconds",
+                b"val_knn_top1"):
+        assert key in records, key
+    logs = "".join(p.read_text(errors="replace") for p in (run / "logs").glob("debug*.log"))
+    assert "finishing run" in logs and "HandleAbandoned" not in logs
 
 
 def test_eval_knn_matches_online_and_linear_runs(repo, tmp_path, capsys):

@@ -15,6 +15,7 @@ this data module overrides ``on_after_batch_transfer``, Lightning uses it instea
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable
 
@@ -25,10 +26,11 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, default_collate
 from .per_image import PerImageMultiView, eval_transform
 from .recipes import MultiViewRecipe, build_recipe
 from .samplers import ContiguousEvalSampler, ShuffledBatchSampler
-from .sources import (IMAGE_TREE_DATASETS, KNOWN_DATASETS, Source, Split, load_source, open_image,
-                      stratified_subset)
+from .sources import (IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split, load_source,
+                      open_image, stratified_subset, unreadable_images)
 
 PIPELINES = ("batched", "per_image")
+log = logging.getLogger("ssl_bench")
 
 
 class InMemoryBatches(Dataset):
@@ -46,18 +48,34 @@ class InMemoryBatches(Dataset):
 
 
 class PerSample(Dataset):
-    """``dataset[i]`` -> ``(transform(image_i), label_i)`` for an in-memory or file split."""
+    """``dataset[i]`` -> ``(transform(image_i), label_i)`` for an in-memory or file split.
 
-    def __init__(self, split: Split, transform: Callable[[Any], Any]) -> None:
-        self.split, self.transform = split, transform
+    With ``skip_corrupt`` an undecodable file gives ``None`` (dropped by ``collate_present``) and is
+    counted in ``skipped``, a shared-memory counter that DataLoader workers increment."""
+
+    def __init__(self, split: Split, transform: Callable[[Any], Any], skip_corrupt: bool = False) -> None:
+        self.split, self.transform, self.skip_corrupt = split, transform, skip_corrupt
+        self.skipped = torch.zeros((), dtype=torch.long).share_memory_()
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> tuple[Any, int]:
+    def __getitem__(self, i: int) -> tuple[Any, int] | None:
         s = self.split
-        image = s.images[i] if s.images is not None else open_image(s.files[i])  # type: ignore[index]
+        try:
+            image = s.images[i] if s.images is not None else open_image(s.files[i])  # type: ignore[index]
+        except CorruptImageError:
+            if not self.skip_corrupt:
+                raise
+            self.skipped += 1
+            log.warning(f"skipped unreadable image {s.files[i]} (data.skip_corrupt_images)")  # type: ignore[index]
+            return None
         return self.transform(image), int(s.labels[i])
+
+
+def collate_present(samples: list[Any]) -> Any:
+    """``default_collate`` of the samples that are not ``None`` (skipped unreadable images)."""
+    return default_collate([x for x in samples if x is not None])
 
 
 class BatchOf(Dataset):
@@ -90,6 +108,17 @@ class ResumableDataLoader(DataLoader):
         if self.owner is not None and state_dict:
             self.owner.load_state_dict({"train_sampler": state_dict})
 
+    def __iter__(self) -> Any:
+        if getattr(self.sampler, "_start", 0) > 0:
+            # resumed mid-epoch: the global RNG was restored to its state after the checkpoint's batch;
+            # creating an iterator draws a seed from it, which the uninterrupted run drew at the start
+            # of the epoch, so undo that draw and the next batch is augmented exactly as it was
+            state = torch.get_rng_state()
+            iterator = super().__iter__()
+            torch.set_rng_state(state)
+            return iterator
+        return super().__iter__()
+
 
 def _concat(a: Split, b: Split) -> Split:
     return Split(labels=torch.cat([a.labels, b.labels]), images=torch.cat([a.images, b.images]))  # type: ignore[list-item]
@@ -110,15 +139,22 @@ class SSLDataModule(pl.LightningDataModule):
         seed: seeds the subsets and the training order (``seed + epoch``).
         in_memory_device: where the batched pipeline keeps the images: ``"auto"`` (the training
             device when it is a GPU, else CPU), ``"cpu"`` or ``"cuda"``.
-        image_size: training crop size for image trees (default 224).
+        image_size: training crop size for image trees (default: the images' median shorter side, at
+            most 224).
         use_unlabeled: STL-10: also train on the 100k unlabelled images (label -1).
+        check_images: image trees: decode every image once at setup and name the unreadable ones.
+        skip_corrupt_images: image trees: skip unreadable images (counted in ``skipped_images``, the
+            summary's ``skipped_image_reads``) instead of stopping with an error.
+        drop_unknown_val_classes: image trees: leave out val classes not in train (else an error).
     """
 
     def __init__(self, dataset: str, root: str | None = None, batch_size: int = 256, eval_batch_size: int = 512,
                  num_workers: int = 2, pipeline: str = "batched", augment: dict | None = None,
                  train_subset: int | None = None, val_subset: int | None = None,
                  eval_train_subset: int | None = None, seed: int = 0, in_memory_device: str = "auto",
-                 image_size: int | None = None, use_unlabeled: bool = False) -> None:
+                 image_size: int | None = None, use_unlabeled: bool = False,
+                 check_images: bool = False, skip_corrupt_images: bool = False,
+                 drop_unknown_val_classes: bool = False) -> None:
         super().__init__()
         if dataset not in KNOWN_DATASETS:
             raise ValueError(f"unknown dataset '{dataset}'; known: {', '.join(KNOWN_DATASETS)}")
@@ -141,6 +177,8 @@ class SSLDataModule(pl.LightningDataModule):
         self._pending_sampler_state: dict[str, Any] | None = None
         self._batched_aug: torch.nn.Module | None = None
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._skipped_at_check = 0
+        self._per_sample: list[PerSample] = []
 
     # ------------------------------------------------------------------ source and constants
 
@@ -154,8 +192,45 @@ class SSLDataModule(pl.LightningDataModule):
                 opts["image_size"] = h.image_size
             if h.dataset == "stl10" and h.use_unlabeled:
                 opts["unlabeled"] = True
+            if h.drop_unknown_val_classes:
+                opts["drop_unknown_val_classes"] = True
             self._source = load_source(h.dataset, h.root, **opts)
+            if h.check_images:
+                self._source = self._checked(self._source)
         return self._source
+
+    def _checked(self, src: Source) -> Source:
+        """``check_images``: decode every file once; unreadable ones end in one error, or are left out
+        with ``skip_corrupt_images``."""
+        from dataclasses import replace
+
+        if src.train.files is None:
+            return src
+
+        workers = max(1, self.hparams.num_workers)
+        bad = {"train": unreadable_images(src.train.files, workers), "val": unreadable_images(src.val.files, workers)}
+        total = sum(map(len, bad.values()))
+        if not total:
+            return src
+        names = [s.files[i] for k, s in (("train", src.train), ("val", src.val)) for i in bad[k]]  # type: ignore
+        shown = ", ".join(names[:3]) + (", ..." if total > 3 else "")
+        if not self.hparams.skip_corrupt_images:
+            raise CorruptImageError(f"data.check_images: {total} image(s) cannot be decoded ({shown}); remove them, "
+                                    f"or set data.skip_corrupt_images: true to leave them out")
+        log.info(f"data.check_images: left out {total} unreadable image(s) ({shown})")
+        self._skipped_at_check = total
+
+        def keep(split: Split, drop: list[int]) -> Split:
+            mask = torch.ones(len(split), dtype=torch.bool)
+            mask[drop] = False
+            return split.subset(mask.nonzero().flatten())
+
+        return replace(src, train=keep(src.train, bad["train"]), val=keep(src.val, bad["val"]))
+
+    @property
+    def skipped_images(self) -> int:
+        """Unreadable images left out so far (at the check, and reads skipped while loading)."""
+        return self._skipped_at_check + sum(int(d.skipped) for d in self._per_sample)
 
     @property
     def num_classes(self) -> int:
@@ -250,7 +325,7 @@ class SSLDataModule(pl.LightningDataModule):
             dataset: Dataset = InMemoryBatches(split.images, split.labels)  # type: ignore[arg-type]
             collate = None
         else:
-            dataset, collate = BatchOf(PerSample(split, PerImageMultiView(self.recipe))), default_collate
+            dataset, collate = BatchOf(self._per_sample_dataset(split, PerImageMultiView(self.recipe))), collate_present
         loader = ResumableDataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=collate,
                                      **self._loader_kwargs(split))
         loader.owner = self
@@ -276,7 +351,13 @@ class SSLDataModule(pl.LightningDataModule):
         size = self.image_size
         resize = math.floor(size * 8 / 7) if split.files is not None else None  # 224 -> 256
         tf = eval_transform(size, self.mean, self.std, resize=resize)
-        return DataLoader(PerSample(split, tf), batch_size=self.hparams.eval_batch_size, sampler=sampler, **kwargs)
+        return DataLoader(self._per_sample_dataset(split, tf), batch_size=self.hparams.eval_batch_size,
+                          sampler=sampler, collate_fn=collate_present, **kwargs)
+
+    def _per_sample_dataset(self, split: Split, transform: Callable[[Any], Any]) -> PerSample:
+        dataset = PerSample(split, transform, skip_corrupt=self.hparams.skip_corrupt_images)
+        self._per_sample.append(dataset)
+        return dataset
 
     # ------------------------------------------------------------------ batch transforms
 

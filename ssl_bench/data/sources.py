@@ -16,6 +16,7 @@ the working directory, ``../shared/data`` relative to the repository root, then 
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import SSLBenchError
 from .recipes import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger("ssl_bench")
 
 IMAGE_TREE_DATASETS = ("folder", "imagenet", "imagenet100")
 DIGITS_SIZE = 16  # the 8x8 digits are upsampled (nearest) to 16x16 so that random crops stay meaningful
@@ -36,8 +40,8 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where they were looked for; the message is one line."""
 
 
-class CorruptImageError(OSError):
-    """An image file that cannot be decoded; the message names the file."""
+class CorruptImageError(SSLBenchError, OSError):
+    """An image file that cannot be decoded; the message names the file and the options."""
 
 
 def open_image(path: str) -> Image.Image:
@@ -46,7 +50,9 @@ def open_image(path: str) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (OSError, ValueError, SyntaxError) as err:  # PIL's UnidentifiedImageError is an OSError
-        raise CorruptImageError(f"cannot decode image {path}: {err}") from None
+        raise CorruptImageError(f"cannot decode image {path}: {' '.join(str(err).split())}; remove or replace it, "
+                                f"or set data.skip_corrupt_images: true (skips and counts unreadable images; "
+                                f"data.check_images: true checks every image before training)") from None
 
 
 @dataclass(frozen=True)
@@ -209,7 +215,43 @@ def _stl10(roots: list[Path], unlabeled: bool = False) -> Source:
     raise _not_found("stl10", roots, f"no stl10_binary/ with {', '.join(needed)}")
 
 
-def _image_tree(name: str, roots: list[Path], image_size: int = 224) -> Source:
+def unreadable_images(files: list[str] | None, threads: int = 1) -> list[int]:
+    """Indices of the files PIL cannot decode (threads: PIL releases the GIL while decoding)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def readable(path: str) -> bool:
+        try:
+            open_image(path)
+            return True
+        except CorruptImageError:
+            return False
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        ok = list(pool.map(readable, files or []))
+    return [i for i, good in enumerate(ok) if not good]
+
+
+MAX_INFERRED_SIZE = 224
+
+
+def infer_image_size(files: list[str], sample: int = 32) -> int:
+    """The median shorter side of up to ``sample`` images spread over ``files`` (headers only),
+    capped at ``MAX_INFERRED_SIZE``: small images train at their own size, not upsampled to 224."""
+    step = max(1, len(files) // sample)
+    sides = []
+    for path in files[::step][:sample]:
+        try:
+            with Image.open(path) as im:
+                sides.append(min(im.size))
+        except (OSError, ValueError, SyntaxError):
+            continue  # a corrupt file is reported when it is read
+    if not sides:
+        return MAX_INFERRED_SIZE
+    return min(MAX_INFERRED_SIZE, sorted(sides)[len(sides) // 2])
+
+
+def _image_tree(name: str, roots: list[Path], image_size: int | None = None,
+                drop_unknown_val_classes: bool = False) -> Source:
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     for r in roots:
@@ -221,8 +263,22 @@ def _image_tree(name: str, roots: list[Path], image_size: int = 224) -> Source:
                     items = make_dataset(str(r / part), class_to_idx, extensions=IMG_EXTENSIONS)
                     splits.append(Split(labels=torch.tensor([c for _, c in items], dtype=torch.int64),
                                         files=[p for p, _ in items]))
+                extra = sorted({d.name for d in (r / "val").iterdir() if d.is_dir()} - set(classes))
+                dropped = len(make_dataset(str(r / "val"), {c: 0 for c in extra}, extensions=IMG_EXTENSIONS,
+                                           allow_empty=True)) if extra else 0
             except FileNotFoundError as err:  # no class folders, or a class without images
                 raise DatasetNotFoundError(f"{name}: {r}: {err}".replace("\n", " ")) from None
+            if extra:
+                shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+                what = f"{name}: {len(extra)} val class(es) not in train ({shown}; {dropped} images)"
+                if not drop_unknown_val_classes:
+                    raise ValueError(f"{what}: k-NN and the probe cannot predict them; remove them, or set "
+                                     f"data.drop_unknown_val_classes: true to leave them out")
+                log.info(f"{what} left out (data.drop_unknown_val_classes)")
+            if image_size is None:
+                image_size = infer_image_size(splits[0].files)  # type: ignore[arg-type]
+                log.info(f"{name}: data.image_size not set; training at {image_size}, the median shorter side "
+                         f"of sampled training images (at most {MAX_INFERRED_SIZE})")
             return Source(name, splits[0], splits[1], len(classes), image_size, IMAGENET_MEAN, IMAGENET_STD,
                           tuple(classes), str(r))
     raise _not_found(name, roots, "no train/<class>/* and val/<class>/* image tree")
@@ -252,14 +308,15 @@ def _digits() -> Source:
                   tuple(str(i) for i in range(10)), "sklearn.datasets.load_digits")
 
 
+_TREE_OPTIONS = ("image_size", "drop_unknown_val_classes")
 _LOADERS: dict[str, tuple[Callable[..., Source], tuple[str, ...]]] = {
     # name -> (loader, the dataset-specific options it accepts)
     "cifar10": (lambda roots, **o: _cifar10(roots, **o), ("cache_dir",)),
     "cifar100": (lambda roots, **o: _cifar100(roots), ()),
     "stl10": (lambda roots, **o: _stl10(roots, **o), ("unlabeled",)),
-    "folder": (lambda roots, **o: _image_tree("folder", roots, **o), ("image_size",)),
-    "imagenet": (lambda roots, **o: _image_tree("imagenet", roots, **o), ("image_size",)),
-    "imagenet100": (lambda roots, **o: _image_tree("imagenet100", roots, **o), ("image_size",)),
+    "folder": (lambda roots, **o: _image_tree("folder", roots, **o), _TREE_OPTIONS),
+    "imagenet": (lambda roots, **o: _image_tree("imagenet", roots, **o), _TREE_OPTIONS),
+    "imagenet100": (lambda roots, **o: _image_tree("imagenet100", roots, **o), _TREE_OPTIONS),
     "digits": (lambda roots, **o: _digits(), ()),
 }
 KNOWN_DATASETS = tuple(_LOADERS)
@@ -271,7 +328,9 @@ def load_source(name: str, root: str | os.PathLike | None = None, **opts: Any) -
 
     Options: ``train_subset`` / ``val_subset`` (int: a class-stratified subset, see
     ``stratified_subset``), ``seed`` (for the subsets, default 0), and per dataset ``cache_dir``
-    (cifar10), ``unlabeled`` (stl10), ``image_size`` (image trees, default 224).
+    (cifar10), ``unlabeled`` (stl10), ``image_size`` (image trees; default: inferred from the images,
+    at most 224) and ``drop_unknown_val_classes`` (image trees: leave out val classes not in train,
+    which otherwise is an error).
     """
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset '{name}'; known: {', '.join(KNOWN_DATASETS)}")
