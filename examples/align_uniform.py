@@ -1,8 +1,8 @@
 """A new method in a few lines: optimise alignment + uniformity directly (Wang & Isola, ICML 2020,
 Eq. 6: L = L_align(alpha=2) + lambda * (L_uniform(t=2) of each view) / 2).
 
-Run it with:  ssl-bench pretrain --config configs/digits/simclr.yaml --model align_uniform.AlignUniform
-(with this folder on PYTHONPATH). The probe, k-NN and collapse metrics come from BaseMethod.
+Run it with:  PYTHONPATH=examples ssl-bench pretrain --config examples/align_uniform.yaml
+(from the repository root). The probe, k-NN and collapse metrics come from BaseMethod.
 """
 from typing import Any
 

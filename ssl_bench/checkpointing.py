@@ -93,7 +93,7 @@ class LastCheckpoint(Checkpoint):
 
     def _save(self, trainer: pl.Trainer, next_log_step: int) -> None:
         self._next_log_step = next_log_step
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
         self._last_save = time.monotonic()
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,

@@ -351,7 +351,8 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     start = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=str(plan.ckpt_path) if plan.ckpt_path else None)
+        trainer.fit(model, datamodule=dm, ckpt_path=str(plan.ckpt_path) if plan.ckpt_path else None,
+                    weights_only=True)  # tensors and plain values only: a checkpoint can run no code
     except BaseException as err:
         _finish_wandb(loggers, 1)
         if isinstance(err, SystemExit) and trainer.interrupted:  # Lightning's answer to Ctrl-C: sys.exit(1)
