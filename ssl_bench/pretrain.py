@@ -384,9 +384,11 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _interrupted_message(checkpoint: LastCheckpoint, trainer: pl.Trainer) -> str:
-    if checkpoint in trainer.callbacks and checkpoint.path.is_file():
+    if checkpoint.path.is_file():
         return (f"interrupted; last checkpoint kept: {checkpoint.path} "
                 f"(continue with --run.resume auto)")
+    if checkpoint not in trainer.callbacks:
+        return "interrupted; no checkpoint (trainer.enable_checkpointing is false)"
     return "interrupted before the first checkpoint was written"
 
 
@@ -413,7 +415,9 @@ def full_config(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     arguments; data: SSLDataModule's; trainer: ssl-bench's defaults then Lightning's), checked."""
     check_run(cfg["run"])
     model = dict(cfg["model"])
-    cls = resolve_class(str(model.get("name", "simclr")), METHODS, BaseMethod, "method")
+    if model.get("name") is None:
+        raise ConfigError(f"model.name is required; known: {', '.join(sorted(METHODS))}")
+    cls = resolve_class(str(model["name"]), METHODS, BaseMethod, "method")
     check_kwargs(cls, {k: v for k, v in model.items() if k != "name"}, "model")
     data = dict(cfg["data"])
     check_kwargs(SSLDataModule, data, "data")
@@ -425,7 +429,7 @@ def full_config(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {k: p.default for k, p in params.items()
                 if p.default is not inspect.Parameter.empty and k not in skip}
 
-    out_model = {"name": model.get("name", "simclr"),
+    out_model = {"name": model["name"],
                  **{**defaults(init_parameters(cls), ("num_classes",)), **model}}
     out_data = {**defaults(init_parameters(SSLDataModule)), **data}
     out_data["augment"] = {"name": "simclr", **(data.get("augment") or {})}
