@@ -85,6 +85,7 @@ def test_every_readme_command_runs_as_written(repo, tmp_path, monkeypatch, capsy
     runs = {p.name for p in (tmp_path / "runs").iterdir()}
     assert {"quickstart-simclr-cifar10", "byol-cifar10-seed0", "simclr-cifar10-seed0", "simclr-cifar10-bf16",
             "simclr-digits-seed0", "alignuniform-digits-seed0"} <= runs
-    assert json.loads((tmp_path / "runs/alignuniform-digits-seed0/summary.json").read_text())["method"] == "AlignUniform"
+    summary = json.loads((tmp_path / "runs/alignuniform-digits-seed0/summary.json").read_text())
+    assert summary["method"] == "AlignUniform"
     assert (tmp_path / "runs/simclr-cifar10-seed0/eval_knn.json").is_file() or \
         list((tmp_path / "runs/simclr-cifar10-seed0").glob("eval*knn*.json"))
