@@ -330,3 +330,30 @@ def test_run_state_helper(tmp_path):
     assert run_state(run) is RunState.FINISHED
     assert sorted(clear_run(run)) == ["metrics.csv", "summary.json"]
     assert run_state(run) is RunState.ABSENT and (run / "notes.txt").exists()
+
+
+def test_last_checkpoint_step_and_time_intervals(tmp_path, monkeypatch):
+    """LastCheckpoint saves mid-epoch every N steps and/or after M seconds (never on an epoch's last
+    batch, whose epoch-end save follows), and records the step a resumed run logs first."""
+    from types import SimpleNamespace
+
+    from ssl_bench import checkpointing
+
+    saved = []
+    loop = SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False), _batches_that_stepped=0)
+    trainer = SimpleNamespace(global_step=0, fit_loop=SimpleNamespace(epoch_loop=loop),
+                              strategy=SimpleNamespace(broadcast=lambda x: x))
+    trainer.save_checkpoint = lambda path, weights_only: saved.append((trainer.global_step, cb._next_log_step))
+    clock = [100.0]
+    monkeypatch.setattr(checkpointing.time, "monotonic", lambda: clock[0])
+    cb = checkpointing.LastCheckpoint(tmp_path, every_n_steps=4, every_seconds=30)
+    cb.on_train_start(trainer, None)
+    for step in range(1, 11):
+        trainer.global_step, loop._batches_that_stepped = step, step - 1
+        loop.batch_progress.is_last_batch = step == 8
+        clock[0] += 25 if step == 6 else 10
+        cb.on_train_batch_end(trainer, None, None, None, step)
+    # 3: 30 s after the start; 4: every 4 steps; 6: 35 s after the save at 4; 8: an epoch's last
+    # batch (its epoch-end save follows); 9: 30 s after the save at 6
+    assert saved == [(3, 3), (4, 4), (6, 6), (9, 9)]
+    assert checkpointing.LastCheckpoint(tmp_path).every_n_steps is None
