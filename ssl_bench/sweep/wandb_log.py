@@ -101,3 +101,42 @@ def log_to_wandb(sweep_dir: str | Path, project: str = "ssl-bench", group: str |
 if __name__ == "__main__":
     _log(Path(sys.argv[1]), sys.argv[2], sys.argv[3])
     print(json.dumps({"logged": sys.argv[1]}))
+
+
+def read_offline_records(path: str | Path) -> list[Any]:
+    """The protobuf records of an offline run's ``run-<id>.wandb`` file (W&B's transaction log: a
+    7-byte ``:W&B`` header, then LevelDB-log framed records in 32 KiB blocks). wandb >= 0.19 writes
+    the summary only there, and its Python package no longer ships a reader, hence these lines;
+    used by the tests to check what an offline sweep logged."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B transaction log")
+    records, pos, block, parts = [], 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        parts += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            records.append(record)
+            parts = b""
+        elif kind == 0:
+            break
+    return records
+
+
+def offline_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The final summary of an offline run directory (``offline-run-*``), from its records."""
+    summary: dict[str, Any] = {}
+    for path in Path(run_dir).glob("run-*.wandb"):
+        for record in read_offline_records(path):
+            if record.WhichOneof("record_type") == "summary":
+                for item in record.summary.update:
+                    summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return summary
