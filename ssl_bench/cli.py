@@ -51,13 +51,26 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
+    import yaml
+
     from .sweep.runner import run_sweep
 
     if overrides:
         raise ValueError(f"unexpected argument(s) {' '.join(overrides)}; ssl-bench sweep takes SPEC.yaml "
-                         "and --dir/--dry-run/--backend/--parallel/--only")
+                         "and --dir/--dry-run/--backend/--parallel/--only/--methods/--seeds/--set")
+    sets = {}
+    for item in args.set or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set {item}: use --set section.key=value")
+        sets[key] = yaml.safe_load(value)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds}: use comma-separated integers, e.g. 0,1,2") from None
     return run_sweep(args.spec, sweep_dir=args.dir, dry_run=args.dry_run, backend=args.backend,
-                     parallel=args.parallel, only=args.only)
+                     parallel=args.parallel, only=args.only, methods=args.methods.split(",") if args.methods else None,
+                     seeds=seeds, overrides=sets)
 
 
 def _report(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -102,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["local", "submitit"], help="override the spec's launch.backend")
     s.add_argument("--parallel", type=int, help="cells at once (local backend; default: one per GPU, else 1)")
     s.add_argument("--only", help="run only cells whose name contains this text")
+    s.add_argument("--methods", help="comma-separated methods instead of the spec's (e.g. simclr,byol)")
+    s.add_argument("--seeds", help="comma-separated seeds instead of the spec's (e.g. 0,1)")
+    s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="an override for every cell, applied last (repeatable): --set trainer.max_epochs=2")
     s.set_defaults(func=_sweep)
     r = sub.add_parser("report", help="rebuild results.csv, results.md and plots of a sweep directory")
     r.add_argument("sweep_dir")

@@ -9,7 +9,7 @@ A spec (YAML; ``configs/sweeps/digits-small.yaml`` is a commented example)::
     seeds: [0, 1]
     config: configs/{dataset}/{method}.yaml  # a method's config for a dataset (relative: to the repo)
     fallback_config: configs/{dataset}/simclr.yaml  # for methods without one: its data/trainer
-    overrides: {trainer.max_epochs: 1}     # every cell
+    overrides: {trainer.max_epochs: 1}     # every cell (then soft, dataset and method overrides)
     soft_overrides: {model.proj_dim: 64}   # every cell whose method takes the key
     method_overrides: {byol: {model.lr: 1.0}}
     dataset_overrides: {digits: {data.batch_size: 128}}
@@ -154,8 +154,10 @@ def _method_config(entry: Any, dataset: str, raw: dict[str, Any], spec_dir: Path
     return entry, base, f"{fallback} (method defaults)"
 
 
-def load_spec(path: str | Path, sweep_dir: str | Path | None = None) -> Spec:
-    """Read and expand a sweep spec; every mistake ends in one line naming the key."""
+def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: list[str] | None = None,
+              seeds: list[int] | None = None, extra_overrides: dict[str, Any] | None = None) -> Spec:
+    """Read and expand a sweep spec; every mistake ends in one line naming the key. ``methods``,
+    ``seeds`` and ``extra_overrides`` (applied last) come from the command line."""
     from ..methods import METHODS
 
     path = Path(path)
@@ -174,6 +176,12 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None) -> Spec:
         bad = set(raw.get(key) or {}) - allowed
         if bad:
             raise ConfigError(f"sweep spec: unknown {key} key(s) {sorted(bad)}; allowed: {', '.join(sorted(allowed))}")
+    if methods:
+        raw["methods"] = methods
+    if seeds:
+        raw["seeds"] = seeds
+    if extra_overrides:
+        raw["overrides"] = {**(raw.get("overrides") or {}), **extra_overrides}
     methods = _as_list(raw.get("methods"), "methods")
     if methods == ["all"]:
         methods = sorted(METHODS)
@@ -192,9 +200,9 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None) -> Spec:
                 cfg = {s: dict(v) if isinstance(v, dict) else v for s, v in base.items()}
                 cfg = yaml.safe_load(yaml.safe_dump(cfg))  # deep copy of plain data
                 _apply(cfg, raw.get("overrides"), "overrides")
+                _apply_soft(cfg, raw.get("soft_overrides") or {})
                 _apply(cfg, (raw.get("dataset_overrides") or {}).get(dataset), f"dataset_overrides.{dataset}")
                 _apply(cfg, (raw.get("method_overrides") or {}).get(label), f"method_overrides.{label}")
-                _apply_soft(cfg, raw.get("soft_overrides") or {})
                 cfg["run"].update(seed=seed, dir=str(out_dir), name=f"{label}-{dataset}-s{seed}", resume=None)
                 cells.append(Cell(label, dataset, seed, cfg, source))
                 first = first or cfg
