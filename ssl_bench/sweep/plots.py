@@ -90,6 +90,10 @@ def curve_plots(sweep_dir: Path, rows: list[dict[str, Any]], out_dir: Path) -> l
                 xs, ys = _mean_curve([run.get(metric, []) for run in runs])
                 if xs:
                     ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=method)
+            baseline = [r.get(metric) for r in rows if r["dataset"] == dataset and r["method"] == BASELINE
+                        and r.get(metric) is not None]
+            if baseline:
+                ax.axhline(sum(baseline) / len(baseline), color="gray", linestyle="--", label="random init")
             ax.set_xlabel(x_key)
             ax.set_ylabel(label)
             ax.set_title(f"{dataset}: {metric}")

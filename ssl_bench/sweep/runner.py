@@ -61,7 +61,7 @@ def print_plan(spec: Spec, plan: list[tuple[Cell, str]]) -> None:
     print(f"sweep {spec.name}: {len(plan)} cells in {spec.dir} ({len(plan) - todo} done, {todo} to run)")
     for cell, action in plan:
         epochs = 0 if cell.is_baseline else cell.config["trainer"].get("max_epochs", "-")
-        print(f"  {cell.name:<40} {action:<10} epochs={epochs} config={cell.source}")
+        print(f"  {cell.name:<40} {action:<10} epochs={epochs} config={cell.source}", flush=True)
 
 
 def prepare(spec: Spec) -> None:
@@ -75,6 +75,43 @@ def prepare(spec: Spec) -> None:
     (meta / "sweep.json").write_text(json.dumps({"name": spec.name, "spec": str(spec.path),
                                                  "cells": [c.name for c in spec.cells], "wandb": spec.wandb},
                                                 indent=2))
+
+
+def config_error(cell: Cell) -> str | None:
+    """The one-line error ``pretrain`` would end with for a wrong key, type or name in the cell's
+    config, found before any process is started or job submitted (None when the config checks out;
+    errors that need the data or the run, e.g. a missing dataset, still surface in the cell)."""
+    import pytorch_lightning as pl
+
+    from ..config import check_kwargs, resolve_class
+    from ..data import SSLDataModule
+    from ..methods import METHODS, BaseMethod
+    from ..pretrain import TRAINER_DEFAULTS
+
+    cfg = cell.config
+    try:
+        model = dict(cfg["model"])
+        cls = resolve_class(str(model.pop("name", None)), METHODS, BaseMethod, "method")
+        check_kwargs(cls, model, "model")
+        check_kwargs(SSLDataModule, cfg["data"], "data")
+        check_kwargs(pl.Trainer, {**TRAINER_DEFAULTS, **cfg["trainer"]}, "trainer")
+    except ValueError as err:
+        return " ".join(str(err).split())
+    return None
+
+
+def fail_invalid(spec: Spec, todo: list[tuple[Cell, str]]) -> list[tuple[Cell, str]]:
+    """Record cells with a broken config as failed at once; return the others."""
+    runnable = []
+    for cell, action in todo:
+        error = config_error(cell)
+        if error is None:
+            runnable.append((cell, action))
+            continue
+        write_record(spec.dir, cell.name, {"cell": cell.name, "status": FAILED, "error": error,
+                                           "run_dir": str(spec.dir / cell.name), "ended": time.time()})
+        print(f"[-] {cell.name}: FAILED: {error}", flush=True)
+    return runnable
 
 
 # ----------------------------------------------------------------------------- progress
@@ -218,9 +255,11 @@ def run_local(spec: Spec, todo: list[tuple[Cell, str]], parallel: int | None) ->
 
 # ----------------------------------------------------------------------------- entry point
 def run_sweep(spec_path: str | Path, sweep_dir: str | Path | None = None, dry_run: bool = False,
-              backend: str | None = None, parallel: int | None = None, only: str | None = None) -> int:
+              backend: str | None = None, parallel: int | None = None, only: str | None = None,
+              methods: list[str] | None = None, seeds: list[int] | None = None,
+              overrides: dict[str, Any] | None = None) -> int:
     """Run a sweep; returns the CLI exit code (0 when every cell finished, 1 when some failed)."""
-    spec = load_spec(spec_path, sweep_dir)
+    spec = load_spec(spec_path, sweep_dir, methods=methods, seeds=seeds, extra_overrides=overrides)
     if only:
         spec.cells = [c for c in spec.cells if only in c.name]
         if not spec.cells:
@@ -230,7 +269,7 @@ def run_sweep(spec_path: str | Path, sweep_dir: str | Path | None = None, dry_ru
     if dry_run:
         return 0
     prepare(spec)
-    todo = [(c, a) for c, a in plan if a != "done"]
+    todo = fail_invalid(spec, [(c, a) for c, a in plan if a != "done"])
     backend = backend or spec.launch.get("backend", "local")
     if todo and backend == "submitit":
         from .submit import run_submitit
