@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from .config import dump_config, init_parameters, load_config, resolve_class
 from .errors import ConfigError
-from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract)
+from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
+                       extract_split)
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
@@ -33,6 +34,7 @@ from .pretrain import build_datamodule, build_method
 
 PROTOCOLS = ("knn", "linear")
 RANDOM_INIT = "random_init"
+extract_features = extract_split  # the earlier public name (features of one evaluation loader)
 
 
 # ----------------------------------------------------------------------------- protocols on features
