@@ -183,7 +183,7 @@ def test_broken_cell_is_recorded_and_the_others_finish(repo, tmp_path, capsys):
                       method_overrides={"byol": {"model.lr": "fast"}})
     assert main(["sweep", str(spec), "--dir", str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
-    assert "byol-digits-s0: FAILED: model.lr must be float" in out
+    assert "byol-digits-s0: FAILED: model.lr must be float" in out  # found before any process starts
     rows = read_rows(tmp_path / "b/results.csv")
     assert rows["byol-digits-s0"]["status"] == "failed" and "model.lr must be float" in rows["byol-digits-s0"]["error"]
     assert rows["simclr-digits-s0"]["status"] == "finished"
@@ -225,3 +225,13 @@ def test_all_methods_reads_the_registry(repo, tmp_path, monkeypatch):
     assert by_method["new_method"]["model"]["backbone"] == "tiny_cnn"
     assert by_method["simclr"]["model"]["proj_dim"] == 32 and "pred_hidden_dim" not in by_method["simclr"]["model"]
     assert by_method["byol"]["model"]["pred_hidden_dim"] == 16
+
+
+def test_wandb_that_stalls_is_stopped_and_the_report_still_written(digits_sweep, tmp_path, monkeypatch, capsys):
+    copy = tmp_path / "stall"
+    shutil.copytree(digits_sweep, copy, ignore=shutil.ignore_patterns("wandb"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("SSL_BENCH_WANDB_TIMEOUT", "0.5")  # shorter than the child's start: a "hang"
+    assert main(["report", str(copy), "--wandb"]) == 0
+    assert "W&B logging took over 0.5 s and was stopped" in capsys.readouterr().err
+    assert (copy / "results.csv").is_file()

@@ -88,7 +88,7 @@ def log_to_wandb(sweep_dir: str | Path, project: str = "ssl-bench", group: str |
         with log.open("a") as out:
             proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        print(f"ssl-bench: warning: W&B logging took over {timeout:.0f} s and was stopped (see {log}); "
+        print(f"ssl-bench: warning: W&B logging took over {timeout:g} s and was stopped (see {log}); "
               "the sweep's results are in results.csv", file=sys.stderr)
         return False
     if proc.returncode != 0:
