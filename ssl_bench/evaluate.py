@@ -1,12 +1,19 @@
-"""Offline evaluation of a frozen backbone from a pretraining checkpoint: k-NN or linear.
+"""Offline evaluation of a frozen backbone: k-NN or linear, full or few labels, trained or random-init.
 
-``ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol knn|linear`` reads the run's
-``config.yaml`` (beside ``checkpoints/``) for the method and data, extracts un-augmented features
-of the train split (the k-NN bank / linear training set, ``data.eval_train_subset`` of it if set)
-and of the val split, and writes ``eval_<protocol>.json`` into the run directory.
+    ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol knn --k 20 --temperature 0.07
+    ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol linear --label-fraction 0.01
+    ssl-bench eval --random-init --config configs/cifar10/simclr.yaml --protocol knn
+
+The model and data come from the run's ``config.yaml`` (beside ``checkpoints/``), or from
+``--config`` when given; the checkpoint must hold the method and backbone asked for, else one line
+says what it holds. Un-augmented features of the train split (``data.eval_train_subset`` of it if
+set) and of the val split are extracted once and cached (``features.py``); every result is written
+to ``<run dir>/evals/<protocol>-<settings>-<hash>.json``, named by its settings and recording
+them (data root, split, k, T, epochs, label fraction or index file), so no result replaces another.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -16,27 +23,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import load_config, resolve_class
+from .config import dump_config, init_parameters, load_config, resolve_class
 from .errors import ConfigError
+from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
+                       extract_split)
+from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
-from .pretrain import build_datamodule
+from .pretrain import build_datamodule, build_method
 
 PROTOCOLS = ("knn", "linear")
+RANDOM_INIT = "random_init"
+extract_features = extract_split  # the earlier public name (features of one evaluation loader)
 
 
-@torch.no_grad()
-def extract_features(model: BaseMethod, dm: Any, loader_index: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Backbone features and labels of one evaluation loader (0: val split, 1: train split)."""
-    model.eval().to(device)
-    feats, labels = [], []
-    for batch in dm.val_dataloader()[loader_index]:
-        images, y = dm.on_after_batch_transfer([t.to(device) for t in batch], loader_index)
-        feats.append(model(images).float())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
-
-
+# ----------------------------------------------------------------------------- protocols on features
 def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int = 100, batch_size: int = 256,
                  lr: float = 0.1, weight_decay: float = 0.0, seed: int = 0) -> nn.Linear:
     """Linear classifier on frozen, batch-normalised (no affine) features: SGD + Nesterov, cosine lr
@@ -59,33 +60,220 @@ def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int
     return head
 
 
-def evaluate(ckpt: str | Path, protocol: str, data_overrides: dict[str, Any] | None = None,
-             k: int = 20, temperature: float = 0.07, epochs: int = 100) -> dict[str, Any]:
+def knn_scores(fs: FeatureSet, num_classes: int, k: int, temperature: float,
+               train_idx: Tensor | None = None) -> dict[int, float]:
+    bank_x, bank_y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
+    scores = weighted_knn_predict(bank_x, bank_y, fs.val_x, num_classes, k=k, temperature=temperature)
+    return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
+
+
+def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
+                  train_idx: Tensor | None = None) -> dict[int, float]:
+    x, y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
+    with torch.enable_grad():
+        head = train_linear(x, y, num_classes, epochs=epochs, seed=seed)
+    with torch.no_grad():
+        scores = head((fs.val_x - head.feature_mean) / head.feature_std)
+    return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
+
+
+def label_indices(fs: FeatureSet, fraction: float | None, indices_file: str | None, seed: int) -> Tensor | None:
+    """The labelled part of the train split: a class-balanced fraction, a file of indices, or all."""
+    if fraction is not None and indices_file is not None:
+        raise ConfigError("give either --label-fraction or --label-indices, not both")
+    if indices_file is not None:
+        return read_label_indices(indices_file, len(fs.train_y))
+    if fraction is None or fraction == 1.0:
+        return None
+    return balanced_label_subset(fs.train_y, fraction, seed)
+
+
+# ----------------------------------------------------------------------------- models
+def identify_method(hparams: dict[str, Any]) -> str | None:
+    """The registered method whose constructor takes exactly the checkpoint's hyperparameters."""
+    for name, cls in METHODS.items():
+        if set(init_parameters(cls)) == set(hparams):
+            return name
+    return None
+
+
+def check_checkpoint_matches(ckpt: Path, hparams: dict[str, Any], model_cfg: dict[str, Any], asked_from: str) -> None:
+    """One line if the checkpoint holds another method or backbone than the config asks for."""
+    asked_cls = resolve_class(str(model_cfg.get("name")), METHODS, BaseMethod, "method")
+    asked_backbone = model_cfg.get("backbone", init_parameters(asked_cls)["backbone"].default)
+    held_method = identify_method(hparams)
+    method_ok = set(init_parameters(asked_cls)) == set(hparams)
+    backbone_ok = hparams.get("backbone") == asked_backbone
+    if method_ok and backbone_ok:
+        return
+    held = held_method or "a method that is not registered"
+    raise ConfigError(f"checkpoint {ckpt} holds {held} with backbone {hparams.get('backbone')}; "
+                      f"{asked_from} asks for {model_cfg.get('name')} with backbone {asked_backbone}")
+
+
+def load_checkpoint_model(ckpt: Path, model_cfg: dict[str, Any], asked_from: str) -> BaseMethod:
+    blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hparams = blob.get("hyper_parameters") or {}
+    check_checkpoint_matches(ckpt, hparams, model_cfg, asked_from)
+    cls = resolve_class(str(model_cfg["name"]), METHODS, BaseMethod, "method")
+    model = cls(**hparams)
+    model.load_state_dict(blob["state_dict"])
+    return model
+
+
+def random_init_model(cfg: dict[str, dict[str, Any]], num_classes: int) -> BaseMethod:
+    """The config's method and backbone, seeded like ``pretrain`` seeds it, before any training."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(int(cfg["run"]["seed"]), workers=True, verbose=False)
+    return build_method(cfg["model"], num_classes)
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    ckpt = ckpt.resolve()
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def random_init_run_dir(cfg: dict[str, dict[str, Any]]) -> Path:
+    name = cfg["run"].get("name") or f"{RANDOM_INIT}-{cfg['data']['dataset']}-seed{cfg['run']['seed']}"
+    return Path(cfg["run"]["dir"]) / name
+
+
+# ----------------------------------------------------------------------------- one evaluation setup
+class EvalTarget:
+    """What is evaluated (a checkpoint, or the config's model at random init) and on which data;
+    ``features()`` extracts them once (cached under ``<run dir>/features``)."""
+
+    def __init__(self, ckpt: str | Path | None = None, config: str | Path | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None, random_init: bool = False) -> None:
+        overrides = overrides or {}
+        if random_init == (ckpt is not None):
+            raise ConfigError("give --ckpt CKPT, or --random-init with --config CONFIG")
+        if random_init and config is None:
+            raise ConfigError("--random-init needs --config CONFIG (the method, backbone and data to use)")
+        self.random_init = random_init
+        if ckpt is not None:
+            self.ckpt: Path | None = Path(ckpt)
+            if not self.ckpt.is_file():
+                raise ConfigError(f"checkpoint not found: {ckpt}")
+            self.run_dir = run_dir_of(self.ckpt)
+            if config is None and not (self.run_dir / "config.yaml").is_file():
+                raise ConfigError(f"no config.yaml in {self.run_dir} (expected the run directory of {ckpt}); "
+                                  "pass --config CONFIG")
+        else:
+            self.ckpt = None
+        self.config_path = Path(config) if config is not None else self.run_dir / "config.yaml"
+        self.cfg = load_config(self.config_path)
+        for section, values in overrides.items():
+            self.cfg[section].update(values)
+        if "dataset" not in self.cfg["data"]:
+            raise ConfigError(f"data.dataset is missing in {self.config_path}")
+        if random_init:
+            self.run_dir = random_init_run_dir(self.cfg)
+        self.dm = build_datamodule(self.cfg["data"])
+        self._model: BaseMethod | None = None
+
+    @property
+    def method(self) -> str:
+        return RANDOM_INIT if self.random_init else str(self.cfg["model"].get("name"))
+
+    def model(self) -> BaseMethod:
+        if self._model is None:
+            if self.random_init:
+                self._model = random_init_model(self.cfg, self.dm.num_classes)
+            else:
+                self._model = load_checkpoint_model(self.ckpt, self.cfg["model"], f"config {self.config_path}")  # type: ignore[arg-type]
+        return self._model
+
+    def source(self) -> dict[str, Any]:
+        if self.random_init:
+            return {"random_init": self.cfg["model"], "seed": self.cfg["run"]["seed"]}
+        return checkpoint_identity(self.ckpt)  # type: ignore[arg-type]
+
+    def features(self) -> tuple[FeatureSet, bool]:
+        if not self.random_init:
+            self.model()  # the mismatch check comes before any extraction
+        return cached_features(self.run_dir / "features", self.source(), self.cfg["data"],
+                               lambda: extract(self.model(), self.dm))
+
+    def data_record(self) -> dict[str, Any]:
+        """Where the evaluated images come from (recorded in every result)."""
+        return {**eval_data_settings(self.cfg["data"]), "origin": self.dm.source.origin,
+                "train_split": "train", "eval_split": "val"}
+
+
+def result_name(settings: dict[str, Any]) -> str:
+    """``knn-k20-T0.07-labels_all-<hash>``: readable settings plus a hash of all of them."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    proto = settings["protocol"]
+    parts = [proto, f"k{settings['k']}-T{settings['temperature']:g}" if proto == "knn" else f"ep{settings['epochs']}"]
+    if settings.get("label_indices_file"):
+        parts.append("labels_file")
+    elif settings.get("label_fraction") not in (None, 1.0):
+        parts.append(f"labels{settings['label_fraction']:g}")
+    else:
+        parts.append("labels_all")
+    return "-".join(parts + [digest])
+
+
+def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, Any] | None = None,
+             k: int = 20, temperature: float = 0.07, epochs: int = 100, config: str | Path | None = None,
+             random_init: bool = False, label_fraction: float | None = None, label_indices_file: str | None = None,
+             model_overrides: dict[str, Any] | None = None, run_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate one target with one protocol; writes ``<run dir>/evals/<name>.json`` and returns it."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol '{protocol}'; allowed: {', '.join(PROTOCOLS)}")
-    ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint not found: {ckpt}")
-    run_dir = ckpt.resolve().parent.parent
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt})")
-    cfg = load_config(run_dir / "config.yaml")
-    dm = build_datamodule({**cfg["data"], **(data_overrides or {})})
-    cls = resolve_class(str(cfg["model"]["name"]), METHODS, BaseMethod, "method")
-    model = cls.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    val_x, val_y = extract_features(model, dm, 0, device)
-    train_x, train_y = extract_features(model, dm, 1, device)
+    target = EvalTarget(ckpt, config, {"data": data_overrides or {}, "model": model_overrides or {},
+                                       "run": run_overrides or {}}, random_init)
+    fs, cached = target.features()
+    seed = int(target.cfg["run"].get("seed", 0))
+    idx = label_indices(fs, label_fraction, label_indices_file, seed)
+    num_classes = target.dm.num_classes
     if protocol == "knn":
-        scores = weighted_knn_predict(train_x, train_y, val_x, dm.num_classes, k=k, temperature=temperature)
+        acc = knn_scores(fs, num_classes, k, temperature, idx)
     else:
-        with torch.enable_grad():
-            head = train_linear(train_x, train_y, dm.num_classes, epochs=epochs)
-        with torch.no_grad():
-            scores = head((val_x - head.feature_mean) / head.feature_std)
-    acc = knn_accuracy(scores, val_y, top_k=(1, 5))
-    result = {"protocol": protocol, "checkpoint": str(ckpt), "method": cls.__name__,
-              "dataset": cfg["data"]["dataset"], "train_size": len(train_y), "val_size": len(val_y),
-              f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
-    (run_dir / f"eval_{protocol}.json").write_text(json.dumps(result, indent=2))
+        acc = linear_scores(fs, num_classes, epochs, seed, idx)
+    settings = {"protocol": protocol, "k": k if protocol == "knn" else None,
+                "temperature": temperature if protocol == "knn" else None,
+                "epochs": epochs if protocol == "linear" else None,
+                "label_fraction": label_fraction, "label_seed": seed,
+                "label_indices_file": str(Path(label_indices_file).resolve()) if label_indices_file else None,
+                "data": target.data_record(),
+                "model": "random_init" if random_init else checkpoint_identity(target.ckpt)}  # type: ignore[arg-type]
+    result = {**settings, "checkpoint": str(target.ckpt) if target.ckpt else None, "method": target.method,
+              "dataset": target.cfg["data"]["dataset"], "train_size": len(fs.train_y),
+              "labelled_size": len(fs.train_y) if idx is None else len(idx), "val_size": len(fs.val_y),
+              "features_cached": cached, f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
+    out = target.run_dir / "evals" / f"{result_name(settings)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if random_init and not (target.run_dir / "config.yaml").is_file():
+        dump_config(target.cfg, target.run_dir / "config.yaml")
+    out.write_text(json.dumps(result, indent=2))
+    result["path"] = str(out)
     return result
+
+
+# ----------------------------------------------------------------------------- the sweep's grid
+def evaluate_grid(target: EvalTarget, ks: list[int], temperatures: list[float], linear_epochs: int | None,
+                  label_fractions: list[float]) -> dict[str, float]:
+    """Every k x T k-NN, the linear probe, and both again per label fraction, on one feature
+    extraction. Keys: ``offline_knn_top1@k20_T0.07``, ``offline_knn_best_top1``,
+    ``offline_linear_top1``, ``offline_knn_top1@labels0.1`` (best k, T of the grid's first),
+    ``offline_linear_top1@labels0.1``."""
+    fs, _ = target.features()
+    n_cls, seed = target.dm.num_classes, int(target.cfg["run"].get("seed", 0))
+    out: dict[str, float] = {}
+    for k in ks:
+        for t in temperatures:
+            out[f"offline_knn_top1@k{k}_T{t:g}"] = knn_scores(fs, n_cls, k, t)[1]
+    if out:
+        out["offline_knn_best_top1"] = max(out.values())
+    if linear_epochs:
+        out["offline_linear_top1"] = linear_scores(fs, n_cls, linear_epochs, seed)[1]
+    for frac in label_fractions:
+        idx = balanced_label_subset(fs.train_y, frac, seed)
+        if ks:
+            out[f"offline_knn_top1@labels{frac:g}"] = knn_scores(fs, n_cls, ks[0], temperatures[0], idx)[1]
+        if linear_epochs:
+            out[f"offline_linear_top1@labels{frac:g}"] = linear_scores(fs, n_cls, linear_epochs, seed, idx)[1]
+    return out

@@ -180,10 +180,12 @@ def test_eval_knn_matches_online_and_linear_runs(repo, tmp_path, capsys):
     ckpt = str(tmp_path / "ev/checkpoints/last.ckpt")
     online = json.loads((tmp_path / "ev/summary.json").read_text())["val_knn_top1"]
     assert main(["eval", "--ckpt", ckpt, "--protocol", "knn"]) == 0
-    offline = json.loads((tmp_path / "ev/eval_knn.json").read_text())
+    (knn_file,) = (tmp_path / "ev/evals").glob("knn-k20-T0.07-*.json")  # named by its settings
+    offline = json.loads(knn_file.read_text())
     assert offline["knn_top1"] == pytest.approx(online, abs=1e-4)
     assert main(["eval", "--ckpt", ckpt, "--protocol", "linear", "--epochs", "20"]) == 0
-    linear = json.loads((tmp_path / "ev/eval_linear.json").read_text())
+    (linear_file,) = (tmp_path / "ev/evals").glob("linear-ep20-*.json")
+    linear = json.loads(linear_file.read_text())
     assert 50 < linear["linear_top1"] <= 100
     assert main(["eval", "--ckpt", str(tmp_path / "missing.ckpt"), "--protocol", "knn"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err

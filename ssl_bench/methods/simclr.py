@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .. import losses
+from .. import distributed, losses
 from .base import BaseMethod
 from .heads import mlp
 
@@ -23,5 +23,5 @@ class SimCLR(BaseMethod):
     def ssl_loss(self, feats: list[Tensor]) -> dict[str, Any]:
         z1, z2 = (self.projector(f) for f in feats[:2])
         loss = losses.nt_xent(z1, z2, self.hparams.temperature, self.gather(z1), self.gather(z2),
-                              rank=self.global_rank)
+                              rank=distributed.rank())  # plain torch.distributed: also without a Trainer
         return {"loss": loss, "z": [z1, z2]}

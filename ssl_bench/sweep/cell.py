@@ -1,0 +1,149 @@
+"""One sweep cell, run in its own process: ``python -m ssl_bench.sweep.cell SWEEP_DIR CELL ATTEMPT``.
+
+Pretrains (resuming from ``checkpoints/last.ckpt`` when there is one; skipping when ``summary.json``
+exists), then runs the sweep's offline evaluation on the cached features of the final checkpoint,
+and writes the cell's record ``<sweep>/_sweep/cells/<cell>.json`` (status, one-line error, wall
+time, peak memory). The random-init baseline cell evaluates the untrained backbone instead.
+
+The local backend starts this module as a subprocess per cell, so a crash, a divergence or a kill
+of one cell never takes the sweep down; the submitit backend calls ``run_cell`` inside its job.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .run_state import FINISHED, INTERRUPTED, last_checkpoint, run_state
+
+OK, FAILED = "finished", "failed"
+
+
+def sweep_paths(sweep_dir: str | Path, cell: str) -> dict[str, Path]:
+    meta = Path(sweep_dir) / "_sweep"
+    return {"config": meta / "cells" / f"{cell}.yaml", "record": meta / "cells" / f"{cell}.json",
+            "log": meta / "logs" / f"{cell}.log", "eval": meta / "eval.json", "run_dir": Path(sweep_dir) / cell}
+
+
+def read_record(sweep_dir: str | Path, cell: str) -> dict[str, Any] | None:
+    path = sweep_paths(sweep_dir, cell)["record"]
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(sweep_dir: str | Path, cell: str, record: dict[str, Any]) -> None:
+    path = sweep_paths(sweep_dir, cell)["record"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _peak_memory() -> dict[str, float | None]:
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    gpu = None
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            gpu = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return {"peak_rss_mb": round(kb / 1024, 1), "peak_gpu_mb": gpu}
+
+
+def _pretrain(config_path: Path, resume: bool) -> None:
+    from ..config import apply_overrides, load_config
+    from ..pretrain import pretrain, summary_line
+
+    cfg = apply_overrides(load_config(config_path), ["--run.resume", "auto"] if resume else [])
+    summary = pretrain(cfg)
+    if summary.get("is_global_zero", True):
+        print(summary_line(summary), flush=True)
+
+
+def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], random_init: bool) -> dict[str, Any]:
+    """The sweep's evaluation grid on cached features; the baseline's summary.json from it."""
+    from ..config import init_parameters
+    from ..evaluate import EvalTarget, evaluate_grid, knn_scores
+    from ..methods import BaseMethod
+
+    ckpt = None if random_init else last_checkpoint(run_dir)
+    target = EvalTarget(ckpt, config_path, random_init=random_init)
+    target.run_dir = run_dir
+    grid = evaluate_grid(target, list(settings.get("knn_k") or []), list(settings.get("knn_t") or [0.07]),
+                         settings.get("linear_epochs"), list(settings.get("label_fractions") or []))
+    (run_dir / "offline_eval.json").write_text(json.dumps(grid, indent=2))
+    if random_init:
+        params = init_parameters(BaseMethod)
+        k = target.cfg["model"].get("knn_k", params["knn_k"].default)
+        t = target.cfg["model"].get("knn_temperature", params["knn_temperature"].default)
+        fs, _ = target.features()
+        acc = knn_scores(fs, target.dm.num_classes, k, t)
+        summary = {"method": "random_init", "dataset": target.cfg["data"]["dataset"], "run_dir": str(run_dir),
+                   "epochs": 0, "global_step": 0, "fit_seconds": 0.0, "val_knn_top1": acc[1],
+                   "val_knn_top5": acc[5], "val_linear_top1": None,  # no online probe: see offline_linear_top1
+                   "backbone": target.cfg["model"].get("backbone")}
+        from ..config import dump_config
+
+        dump_config(target.cfg, run_dir / "config.yaml")
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return grid
+
+
+def run_cell(sweep_dir: str | Path, cell: str, attempt: str = "") -> dict[str, Any]:
+    """Run (or finish) one cell and write its record; never raises for a failure of the cell."""
+    paths = sweep_paths(sweep_dir, cell)
+    run_dir = paths["run_dir"]
+    settings = json.loads(paths["eval"].read_text()) if paths["eval"].is_file() else {}
+    random_init = cell.startswith("random_init-")
+    state = run_state(run_dir)
+    record: dict[str, Any] = {"cell": cell, "attempt": attempt, "status": "running", "host": platform.node(),
+                              "started": time.time(), "state_before": state}
+    if state == INTERRUPTED:
+        import torch
+
+        ckpt = torch.load(last_checkpoint(run_dir), map_location="cpu", weights_only=True)  # type: ignore[arg-type]
+        record["resumed_from_epoch"] = int(ckpt.get("epoch", -1)) + 1
+    write_record(sweep_dir, cell, record)
+    start = time.perf_counter()
+    try:
+        from ..cli import USAGE_ERRORS, _quiet_libraries
+
+        _quiet_libraries()
+        try:
+            if not random_init and state != FINISHED:
+                _pretrain(paths["config"], resume=state == INTERRUPTED)
+            if settings or random_init:
+                if random_init or not (run_dir / "offline_eval.json").is_file():
+                    _offline_eval(run_dir, paths["config"], settings, random_init)
+            record.update(status=OK, error=None)
+        except USAGE_ERRORS as err:
+            record.update(status=FAILED, error=one_line(err))
+            print(f"ssl-bench: error: {record['error']}", file=sys.stderr)
+    except Exception as err:  # a crash of the cell: recorded, the sweep goes on
+        traceback.print_exc()
+        record.update(status=FAILED, error=f"{type(err).__name__}: {one_line(err)}")
+    record.update(wall_s=round(time.perf_counter() - start, 2), ended=time.time(), **_peak_memory())
+    write_record(sweep_dir, cell, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    sweep_dir, cell, attempt = (argv if argv is not None else sys.argv[1:])[:3]
+    record = run_cell(sweep_dir, cell, attempt)
+    return 0 if record["status"] == OK else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Collect a sweep directory into ``results.csv``, ``results.md`` and plots (``ssl-bench report``).
+
+Everything is rebuilt from the run directories (``<sweep>/<cell>/``: ``config.yaml``,
+``summary.json``, ``metrics.csv``, ``offline_eval.json``) and, where present, the runner's cell
+records (``_sweep/cells/<cell>.json``: status and one-line error of failed cells, wall time, peak
+memory). A directory holding ``config.yaml`` is a cell; no spec is needed.
+
+``results.csv``: one row per cell with method, dataset, seed, epochs, batch size, every scalar of
+``summary.json`` and ``offline_eval.json``, wall time, training images/s (optimizer steps x global
+batch / ``fit_seconds`` of the last launch, so a resumed cell's rate counts only the resumed part's
+time but all steps: read it for finished-in-one-go cells), peak memory and status.
+``results.md``: per dataset, mean +- std over seeds per method, the random-init baseline as a row,
+and the best method per accuracy column in bold.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cell import FAILED, read_record
+from .run_state import FINISHED, INTERRUPTED, run_state
+from .spec import BASELINE
+
+LEAD_COLUMNS = ["cell", "method", "dataset", "seed", "status", "backbone", "epochs", "batch_size", "world_size",
+                "global_step", "wall_time_s", "train_images_per_s", "peak_rss_mb", "peak_gpu_mb"]
+SKIP_SUMMARY = {"method", "dataset", "run_dir", "is_global_zero", "all_metrics", "epochs", "global_step",
+                "world_size", "backbone"}
+TABLE_METRICS = ["val_knn_top1", "val_linear_top1", "offline_knn_best_top1", "offline_linear_top1"]
+EXTRA_TABLE_METRICS = ["rankme", "entropy", "z_std"]
+
+
+def _cells(sweep_dir: Path) -> list[str]:
+    """Cell names: run directories with a config, and cells the runner recorded (failed early)."""
+    names = {p.name for p in sweep_dir.iterdir() if p.is_dir() and (p / "config.yaml").is_file()}
+    records = sweep_dir / "_sweep" / "cells"
+    if records.is_dir():
+        names |= {p.stem for p in records.glob("*.json")}
+    return sorted(names)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _config(sweep_dir: Path, cell: str) -> dict[str, Any]:
+    for path in (sweep_dir / cell / "config.yaml", sweep_dir / "_sweep" / "cells" / f"{cell}.yaml"):
+        if path.is_file():
+            try:
+                return yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError:
+                return {}
+    return {}
+
+
+def _split_name(cell: str) -> tuple[str, str, int | None]:
+    """``<method>-<dataset>-s<seed>``; method names may contain '-', dataset names may not."""
+    head, _, seed = cell.rpartition("-s")
+    method, _, dataset = head.rpartition("-")
+    try:
+        return method, dataset, int(seed)
+    except ValueError:
+        return cell, "", None
+
+
+def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for cell in _cells(sweep_dir):
+        run_dir = sweep_dir / cell
+        cfg = _config(sweep_dir, cell)
+        summary = _read_json(run_dir / "summary.json")
+        record = read_record(sweep_dir, cell) or {}
+        method, dataset, seed = _split_name(cell)
+        state = run_state(run_dir)
+        status = "finished" if state == FINISHED else (
+            "failed" if record.get("status") == FAILED else ("interrupted" if state == INTERRUPTED else "not run"))
+        model, data, trainer, run = (cfg.get(s) or {} for s in ("model", "data", "trainer", "run"))
+        world = summary.get("world_size") or 1
+        batch = data.get("batch_size")
+        fit_s = summary.get("fit_seconds")
+        row: dict[str, Any] = {
+            "cell": cell, "method": method, "dataset": data.get("dataset", dataset),
+            "seed": run.get("seed", seed), "status": status, "backbone": model.get("backbone"),
+            "epochs": summary.get("epochs", trainer.get("max_epochs")), "batch_size": batch,
+            "world_size": world, "global_step": summary.get("global_step"),
+            "wall_time_s": record.get("runner_wall_s", record.get("wall_s", fit_s)),
+            "train_images_per_s": round(summary["global_step"] * batch * world / fit_s, 1)
+            if fit_s and batch and summary.get("global_step") else None,
+            "peak_rss_mb": record.get("peak_rss_mb"), "peak_gpu_mb": record.get("peak_gpu_mb"),
+            "error": record.get("error") if status == "failed" else None,
+        }
+        for key, value in {**summary.get("all_metrics", {}), **summary}.items():
+            if key not in SKIP_SUMMARY and (value is None or isinstance(value, (int, float))):
+                row[key] = value
+        row.update(_read_json(run_dir / "offline_eval.json"))
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    columns = list(LEAD_COLUMNS)
+    for row in rows:
+        columns += [k for k in row if k not in columns and k != "error"]
+    columns.append("error")
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int] | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    present = {k for r in rows for k, v in r.items() if v is not None}
+    few = sorted(k for k in present if "@labels" in k)
+    return [c for c in TABLE_METRICS if c in present] + few + [c for c in EXTRA_TABLE_METRICS if c in present]
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """dataset -> method -> {"n": seeds finished, column: (mean, std, n)} over finished cells."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    columns = table_columns(rows)
+    for row in rows:
+        if row["status"] != "finished":
+            continue
+        group = out.setdefault(row["dataset"], {}).setdefault(row["method"], {"rows": []})
+        group["rows"].append(row)
+    for methods in out.values():
+        for stats in methods.values():
+            group_rows = stats.pop("rows")
+            stats["n"] = len(group_rows)
+            for col in columns:
+                stats[col] = mean_std([r.get(col) for r in group_rows])
+    return out
+
+
+def _is_accuracy(column: str) -> bool:
+    return "top1" in column or "top5" in column
+
+
+def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
+    columns = table_columns(rows)
+    agg = aggregate(rows)
+    lines = [f"# Results: {sweep_name}", "",
+             "Mean +- std over seeds (n = finished seeds). Accuracies in %, on the val split. Bold: the best "
+             "method per accuracy column (the random-init baseline is a reference row, not ranked).", ""]
+    for dataset, methods in sorted(agg.items()):
+        order = sorted(m for m in methods if m != BASELINE) + ([BASELINE] if BASELINE in methods else [])
+        best = {}
+        for col in columns:
+            if _is_accuracy(col):
+                scored = [(methods[m][col][0], m) for m in order if m != BASELINE and methods[m].get(col)]
+                if scored:
+                    best[col] = max(scored)[1]
+        lines += [f"## {dataset}", "", "| method | n | " + " | ".join(columns) + " |",
+                  "|---|---|" + "---|" * len(columns)]
+        for method in order:
+            cells = []
+            for col in columns:
+                stat = methods[method].get(col)
+                text = "" if stat is None else (f"{stat[0]:.2f} +- {stat[1]:.2f}" if stat[2] > 1 else f"{stat[0]:.2f}")
+                cells.append(f"**{text}**" if best.get(col) == method and text else text)
+            label = "random init (baseline)" if method == BASELINE else method
+            lines.append(f"| {label} | {methods[method]['n']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    failed = [r for r in rows if r["status"] != "finished"]
+    if failed:
+        lines += ["## Not finished", "", "| cell | status | error |", "|---|---|---|"]
+        lines += [f"| {r['cell']} | {r['status']} | {(r.get('error') or '').replace('|', '/')} |" for r in failed]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def build_report(sweep_dir: str | Path, wandb: bool = False) -> list[Path]:
+    """Write results.csv, results.md and plots/*.png; with ``wandb``, log them (never fails the sweep)."""
+    from ..errors import ConfigError
+    from .plots import make_plots
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"sweep directory not found: {sweep_dir}")
+    rows = collect_rows(sweep_dir)
+    if not rows:
+        raise ConfigError(f"{sweep_dir} holds no run directories (directories with config.yaml)")
+    meta = _read_json(sweep_dir / "_sweep" / "sweep.json")
+    name = meta.get("name") or sweep_dir.name
+    write_csv(rows, sweep_dir / "results.csv")
+    (sweep_dir / "results.md").write_text(markdown(rows, name))
+    paths = [sweep_dir / "results.csv", sweep_dir / "results.md", *make_plots(sweep_dir, rows)]
+    if wandb:
+        from .wandb_log import log_to_wandb
+
+        log_to_wandb(sweep_dir, project=(meta.get("wandb") or {}).get("project", "ssl-bench"), group=name)
+    return paths

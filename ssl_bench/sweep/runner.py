@@ -1,0 +1,287 @@
+"""``ssl-bench sweep SPEC.yaml``: plan the cells, run the ones not finished, collect the results.
+
+Where cells run (``launch.backend``):
+- ``local`` (default): one cell after another, each in its own process
+  (``python -m ssl_bench.sweep.cell``), in the sweep's process group; with several GPUs, one cell per
+  GPU at once (``--parallel N``, ``CUDA_VISIBLE_DEVICES`` per slot). A cell that asks for
+  ``trainer.devices: N`` and ``trainer.strategy: ddp`` is one Lightning DDP run on N devices
+  (Lightning's own launcher, so torchrun and SLURM environments work as Lightning supports them);
+  such sweeps run one cell at a time by default.
+- ``submitit``: the cells go to SLURM as one job array through submitit (``launch.submitit``: e.g.
+  ``{cluster: slurm, slurm_partition: gpu, timeout_min: 600, gpus_per_node: 1}``), or to
+  submitit's local executor (``cluster: local``) on a laptop; every job writes into the shared
+  sweep directory, which the collector then reads.
+
+A finished cell (``summary.json``) is skipped, an interrupted one (``checkpoints/last.ckpt``)
+resumes, a failed one is recorded with its one-line error and the sweep goes on.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..config import dump_config
+from ..errors import ConfigError
+from .cell import FAILED, OK, read_record, sweep_paths, write_record
+from .run_state import FINISHED, INTERRUPTED, run_state
+from .spec import Cell, Spec, load_spec
+
+
+def cell_plan(spec: Spec) -> list[tuple[Cell, str]]:
+    """Each cell with what a launch would do to it: skip / evaluate / resume / run / retry."""
+    plan = []
+    evaluating = bool(spec.eval)
+    for cell in spec.cells:
+        run_dir = spec.dir / cell.name
+        state = run_state(run_dir)
+        record = read_record(spec.dir, cell.name) or {}
+        if state == FINISHED and (not evaluating or (run_dir / "offline_eval.json").is_file()):
+            action = "done"
+        elif state == FINISHED:
+            action = "evaluate"
+        elif state == INTERRUPTED:
+            action = "resume"
+        elif record.get("status") == FAILED:
+            action = f"retry (failed: {record.get('error')})"
+        else:
+            action = "run"
+        plan.append((cell, action))
+    return plan
+
+
+def print_plan(spec: Spec, plan: list[tuple[Cell, str]]) -> None:
+    todo = sum(a != "done" for _, a in plan)
+    print(f"sweep {spec.name}: {len(plan)} cells in {spec.dir} ({len(plan) - todo} done, {todo} to run)")
+    for cell, action in plan:
+        epochs = 0 if cell.is_baseline else cell.config["trainer"].get("max_epochs", "-")
+        print(f"  {cell.name:<40} {action:<10} epochs={epochs} config={cell.source}", flush=True)
+
+
+def prepare(spec: Spec) -> None:
+    """Write the cells' configs and the evaluation settings into ``<sweep>/_sweep``."""
+    meta = spec.dir / "_sweep"
+    (meta / "cells").mkdir(parents=True, exist_ok=True)
+    (meta / "logs").mkdir(parents=True, exist_ok=True)
+    for cell in spec.cells:
+        dump_config(cell.config, sweep_paths(spec.dir, cell.name)["config"])
+    (meta / "eval.json").write_text(json.dumps(spec.eval, indent=2))
+    (meta / "sweep.json").write_text(json.dumps({"name": spec.name, "spec": str(spec.path),
+                                                 "cells": [c.name for c in spec.cells], "wandb": spec.wandb},
+                                                indent=2))
+
+
+def config_error(cell: Cell) -> str | None:
+    """The one-line error ``pretrain`` would end with for a wrong key, type or name in the cell's
+    config, found before any process is started or job submitted (None when the config checks out;
+    errors that need the data or the run, e.g. a missing dataset, still surface in the cell)."""
+    import pytorch_lightning as pl
+
+    from ..config import check_kwargs, resolve_class
+    from ..data import SSLDataModule
+    from ..methods import METHODS, BaseMethod
+    from ..pretrain import TRAINER_DEFAULTS
+
+    cfg = cell.config
+    try:
+        model = dict(cfg["model"])
+        cls = resolve_class(str(model.pop("name", None)), METHODS, BaseMethod, "method")
+        check_kwargs(cls, model, "model")
+        check_kwargs(SSLDataModule, cfg["data"], "data")
+        check_kwargs(pl.Trainer, {**TRAINER_DEFAULTS, **cfg["trainer"]}, "trainer")
+    except ValueError as err:
+        return " ".join(str(err).split())
+    return None
+
+
+def fail_invalid(spec: Spec, todo: list[tuple[Cell, str]]) -> list[tuple[Cell, str]]:
+    """Record cells with a broken config as failed at once; return the others."""
+    runnable = []
+    for cell, action in todo:
+        error = config_error(cell)
+        if error is None:
+            runnable.append((cell, action))
+            continue
+        write_record(spec.dir, cell.name, {"cell": cell.name, "status": FAILED, "error": error,
+                                           "run_dir": str(spec.dir / cell.name), "ended": time.time()})
+        print(f"[-] {cell.name}: FAILED: {error}", flush=True)
+    return runnable
+
+
+# ----------------------------------------------------------------------------- progress
+def _epoch_progress(run_dir: Path) -> int | None:
+    """The last epoch number in ``metrics.csv`` (cheap: the last lines only)."""
+    path = run_dir / "metrics.csv"
+    try:
+        with path.open() as f:
+            header = f.readline().strip().split(",")
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = f.read().splitlines()
+        row = next(csv.reader([lines[-1]]))
+        value = row[header.index("epoch")]
+        return int(float(value)) if value else None
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+class Progress:
+    """One line per cell start / end / heartbeat: which cell, how far, and the sweep's ETA from
+    the mean wall time of the cells run so far."""
+
+    def __init__(self, total: int, heartbeat_s: float = 60.0) -> None:
+        self.total, self.done, self.failed, self.durations = total, 0, 0, []  # type: ignore[var-annotated]
+        self.heartbeat_s, self.last_beat = heartbeat_s, time.time()
+
+    def eta(self, running: int = 0) -> str:
+        left = self.total - self.done - self.failed
+        if not self.durations or left <= 0:
+            return "ETA -" if left > 0 else "ETA 0s"
+        mean = sum(self.durations) / len(self.durations)
+        return f"ETA {_fmt(mean * left / max(1, running))}"
+
+    def start(self, cell: Cell, action: str, index: int) -> None:
+        print(f"[{index}/{self.total}] {cell.name}: {action} ... ({self.eta()})", flush=True)
+
+    def end(self, cell: Cell, record: dict[str, Any], index: int, running: int) -> None:
+        self.durations.append(record.get("wall_s") or 0.0)
+        if record["status"] == OK:
+            self.done += 1
+            what = f"done in {_fmt(record.get('wall_s') or 0)}{_headline(cell, record)}"
+        else:
+            self.failed += 1
+            what = f"FAILED: {record.get('error')}"
+        left = self.total - self.done - self.failed
+        print(f"[{index}/{self.total}] {cell.name}: {what} | {self.done} done, {self.failed} failed, "
+              f"{left} left, {self.eta(running)}", flush=True)
+
+    def heartbeat(self, running: dict[str, tuple[Cell, float]], sweep_dir: Path) -> None:
+        if time.time() - self.last_beat < self.heartbeat_s:
+            return
+        self.last_beat = time.time()
+        for name, (cell, started) in running.items():
+            epoch = _epoch_progress(sweep_dir / name)
+            total = cell.config["trainer"].get("max_epochs", "?")
+            where = f"epoch {epoch + 1}/{total}" if epoch is not None else "starting"
+            print(f"  ... {name}: {where}, {_fmt(time.time() - started)} elapsed ({self.eta(len(running))})",
+                  flush=True)
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+
+
+def _headline(cell: Cell, record: dict[str, Any]) -> str:
+    try:
+        summary = json.loads((Path(record["run_dir"]) / "summary.json").read_text())
+        return f", k-NN top-1 {summary['val_knn_top1']:.2f}%"
+    except (KeyError, OSError, ValueError, TypeError):
+        return ""
+
+
+# ----------------------------------------------------------------------------- local backend
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def _wait_any(running: dict[str, dict[str, Any]]) -> tuple[str, int, float] | None:
+    """Reap one finished cell process without blocking: (cell, exit status, peak RSS in MB)."""
+    for name, slot in running.items():
+        pid, status, usage = os.wait4(slot["proc"].pid, os.WNOHANG)
+        if pid:
+            slot["proc"].returncode = os.waitstatus_to_exitcode(status)
+            return name, slot["proc"].returncode, usage.ru_maxrss / 1024
+    return None
+
+
+def run_local(spec: Spec, todo: list[tuple[Cell, str]], parallel: int | None) -> None:
+    gpus = _gpu_count()
+    multi_device = any(str(c.config["trainer"].get("devices", 1)) not in ("1", "None") for c, _ in todo)
+    slots = parallel or (gpus if gpus > 1 and not multi_device else 1)
+    progress = Progress(len(todo))
+    queue = list(enumerate(todo, 1))
+    running: dict[str, dict[str, Any]] = {}
+    free_gpus = list(range(gpus))
+    while queue or running:
+        while queue and len(running) < slots:
+            index, (cell, action) = queue.pop(0)
+            paths = sweep_paths(spec.dir, cell.name)
+            attempt = uuid.uuid4().hex[:12]
+            env = dict(os.environ)
+            gpu = free_gpus.pop(0) if slots > 1 and free_gpus else None
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+            progress.start(cell, action, index)
+            log = paths["log"].open("a")
+            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {action} (attempt {attempt})\n")
+            log.flush()
+            proc = subprocess.Popen([sys.executable, "-m", "ssl_bench.sweep.cell", str(spec.dir), cell.name, attempt],
+                                    stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[cell.name] = {"proc": proc, "cell": cell, "index": index, "attempt": attempt, "log": log,
+                                  "gpu": gpu, "started": time.time()}
+        reaped = _wait_any(running)
+        if reaped is None:
+            progress.heartbeat({n: (s["cell"], s["started"]) for n, s in running.items()}, spec.dir)
+            time.sleep(0.2)
+            continue
+        name, code, rss_mb = reaped
+        slot = running.pop(name)
+        slot["log"].close()
+        if slot["gpu"] is not None:
+            free_gpus.append(slot["gpu"])
+        record = read_record(spec.dir, name) or {}
+        if record.get("attempt") != slot["attempt"] or record.get("status") not in (OK, FAILED):
+            # the cell process died before it could write its record (killed, out of memory, segfault)
+            record = {**record, "cell": name, "attempt": slot["attempt"], "status": FAILED,
+                      "error": f"cell process exited with code {code} (see {sweep_paths(spec.dir, name)['log']})"}
+        record.update(exit_code=code, runner_wall_s=round(time.time() - slot["started"], 2),
+                      peak_rss_mb=max(record.get("peak_rss_mb") or 0, round(rss_mb, 1)),
+                      run_dir=str(spec.dir / name))
+        write_record(spec.dir, name, record)
+        progress.end(slot["cell"], record, slot["index"], len(running) + 1)
+
+
+# ----------------------------------------------------------------------------- entry point
+def run_sweep(spec_path: str | Path, sweep_dir: str | Path | None = None, dry_run: bool = False,
+              backend: str | None = None, parallel: int | None = None, only: str | None = None,
+              methods: list[str] | None = None, seeds: list[int] | None = None,
+              overrides: dict[str, Any] | None = None) -> int:
+    """Run a sweep; returns the CLI exit code (0 when every cell finished, 1 when some failed)."""
+    spec = load_spec(spec_path, sweep_dir, methods=methods, seeds=seeds, extra_overrides=overrides)
+    if only:
+        spec.cells = [c for c in spec.cells if only in c.name]
+        if not spec.cells:
+            raise ConfigError(f"--only {only}: no cell name contains it")
+    plan = cell_plan(spec)
+    print_plan(spec, plan)
+    if dry_run:
+        return 0
+    prepare(spec)
+    todo = fail_invalid(spec, [(c, a) for c, a in plan if a != "done"])
+    backend = backend or spec.launch.get("backend", "local")
+    if todo and backend == "submitit":
+        from .submit import run_submitit
+
+        run_submitit(spec, todo)
+    elif todo:
+        run_local(spec, todo, parallel if parallel is not None else spec.launch.get("parallel"))
+    from .report import build_report
+
+    paths = build_report(spec.dir, wandb=bool(spec.wandb.get("enabled")))
+    failed = [c.name for c in spec.cells if (read_record(spec.dir, c.name) or {}).get("status") == FAILED
+              and run_state(spec.dir / c.name) != FINISHED]
+    print(f"sweep {spec.name}: {len(spec.cells) - len(failed)}/{len(spec.cells)} cells finished"
+          + (f"; failed: {', '.join(failed)}" if failed else "") + f"; wrote {', '.join(str(p) for p in paths)}")
+    return 1 if failed else 0
