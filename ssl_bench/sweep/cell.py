@@ -62,11 +62,13 @@ def _peak_memory() -> dict[str, float | None]:
     return {"peak_rss_mb": round(kb / 1024, 1), "peak_gpu_mb": gpu}
 
 
-def _pretrain(config_path: Path, resume: bool) -> None:
+def _pretrain(config_path: Path) -> None:
+    """Pretrain the cell with ``run.resume auto``, which is safe in every run-directory state: it
+    starts an absent run and continues a partial one (also one that failed before a checkpoint)."""
     from ..config import apply_overrides, load_config
     from ..pretrain import pretrain, summary_line
 
-    cfg = apply_overrides(load_config(config_path), ["--run.resume", "auto"] if resume else [])
+    cfg = apply_overrides(load_config(config_path), ["--run.resume", "auto"])
     summary = pretrain(cfg)
     if summary.get("is_global_zero", True):
         print(summary_line(summary), flush=True)
@@ -123,7 +125,7 @@ def run_cell(sweep_dir: str | Path, cell: str, attempt: str = "") -> dict[str, A
         _quiet_libraries()
         try:
             if not random_init and state != FINISHED:
-                _pretrain(paths["config"], resume=state == INTERRUPTED)
+                _pretrain(paths["config"])
             if settings or random_init:
                 if random_init or not (run_dir / "offline_eval.json").is_file():
                     _offline_eval(run_dir, paths["config"], settings, random_init)
