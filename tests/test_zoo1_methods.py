@@ -74,8 +74,9 @@ def test_swav_prototypes_frozen_then_trained_and_queue_starts_late():
 
     fit(model, steps=2, epochs=2, callbacks=[Watch()],
         augment={"name": "simclr", "num_small_crops": 2, "small_crop_size": 8})
-    assert torch.equal(snapshots[1][0], start)         # steps 0-1: no gradient step on the prototypes
-    assert not torch.equal(snapshots[3][0], start)     # step 3: they learn
+    # steps 0-1: no gradient step on the prototypes (only the per-step re-normalisation, last-bit changes)
+    torch.testing.assert_close(snapshots[1][0], start, rtol=0, atol=1e-6)
+    assert (snapshots[3][0] - start).abs().max() > 1e-3  # step 3: they learn
     assert [n for _, n in snapshots] == [0, 0, 32, 64]  # the queue fills from epoch 1 only
 
 
