@@ -39,7 +39,7 @@ def test_pretrain_subprocess_writes_run_directory(repo, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--model", "simclrr"], "unknown method 'simclrr'; known: barlow_twins, byol, simclr, simsiam"),
+    (["--model", "simclrr"], "unknown method 'simclrr'; known: barlow_twins, byol, cmc, deepcluster_v2, moco_v2plus, nnclr, simclr, simsiam, swav"),
     (["--model.backbone", "resnet9000"], "unknown backbone 'resnet9000'"),
     (["--data.dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--data.dataset", "cifar10", "--data.root", "/nonexistent"], "cifar10"),

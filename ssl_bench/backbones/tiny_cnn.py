@@ -1,7 +1,8 @@
 """A small CNN for fast CPU tests: 4 conv(3x3)-BN-ReLU blocks and global average pooling.
 
 Widths (w, 2w, 4w, 4w) with w = ``width`` (default 32: 32, 64, 128, 128) and strides (1, 2, 2, 2),
-so a 32x32 input ends at 4x4 and an 8x8 input at 1x1 before pooling. D = 4w.
+so a 32x32 input ends at 4x4 and an 8x8 input at 1x1 before pooling. D = 4w. ``in_chans`` (default
+3) is the number of input channels.
 """
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 
 
 @register_backbone("tiny_cnn")
-def tiny_cnn(width: int = 32) -> tuple[nn.Module, int]:
+def tiny_cnn(width: int = 32, in_chans: int = 3) -> tuple[nn.Module, int]:
     """Build the tiny CNN with base width ``width``; returns (module, 4 * width)."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"backbone 'tiny_cnn': width must be a positive int, got {width!r}")
+    for key, value in (("width", width), ("in_chans", in_chans)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"backbone 'tiny_cnn': {key} must be a positive int, got {value!r}")
     widths = (width, 2 * width, 4 * width, 4 * width)
     strides = (1, 2, 2, 2)
     layers: list[nn.Module] = []
-    c_in = 3
+    c_in = in_chans
     for c_out, stride in zip(widths, strides):
         layers.append(_block(c_in, c_out, stride))
         c_in = c_out

@@ -4,6 +4,9 @@ Batch contracts (the methods rely on them):
 
 - training: ``(views, labels)``, ``views`` a list of normalised float (B, 3, h, w) tensors (the
   recipe's global views, then its small crops), ``labels`` int64 (B,) (-1 for unlabelled images);
+  a method whose class sets ``needs_sample_indices = True`` (a per-sample memory bank, e.g.
+  DeepCluster v2) gets ``(views, labels, indices)`` instead, ``indices`` int64 (B,) positions in the
+  training split; every other method's batch is unchanged;
 - validation: ``val_dataloader()`` is a list ``[val split, un-augmented train split (k-NN bank)]``;
   batches are ``(images, labels)`` with normalised float (B, 3, H, W) images. Image trees are resized
   to ``size * 8 / 7`` and centre-cropped (the 256/224 protocol); in-memory images are used as they are.
@@ -34,17 +37,18 @@ log = logging.getLogger("ssl_bench")
 
 
 class InMemoryBatches(Dataset):
-    """``dataset[list_of_indices]`` -> ``(images[idx], labels[idx])``: one indexing op per batch, no collate."""
+    """``dataset[list_of_indices]`` -> ``(images[idx], labels[idx])``: one indexing op per batch, no collate.
+    With ``with_indices`` the batch also carries ``idx`` (the sample-index batch contract)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, with_indices: bool = False) -> None:
+        self.images, self.labels, self.with_indices = images, labels, with_indices
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
-        return self.images[idx], self.labels[idx]
+        return (self.images[idx], self.labels[idx], idx) if self.with_indices else (self.images[idx], self.labels[idx])
 
 
 class PerSample(Dataset):
@@ -76,6 +80,20 @@ class PerSample(Dataset):
 def collate_present(samples: list[Any]) -> Any:
     """``default_collate`` of the samples that are not ``None`` (skipped unreadable images)."""
     return default_collate([x for x in samples if x is not None])
+
+
+class WithIndex(Dataset):
+    """``dataset[i]`` -> ``(*dataset[i], i)``: the per-image pipeline's side of the sample-index contract."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, ...] | None:
+        sample = self.dataset[i]
+        return None if sample is None else (*sample, i)  # None: a skipped unreadable image
 
 
 class BatchOf(Dataset):
@@ -237,6 +255,12 @@ class SSLDataModule(pl.LightningDataModule):
         return self.source.num_classes
 
     @property
+    def num_train_samples(self) -> int:
+        """Size of the training split (what the sample indices of the batch contract index)."""
+        self.setup()
+        return len(self._splits["train"])
+
+    @property
     def image_size(self) -> int:
         return self.source.image_size
 
@@ -296,6 +320,11 @@ class SSLDataModule(pl.LightningDataModule):
     def _ranks(self) -> tuple[int, int]:
         return (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
 
+    def _wants_indices(self) -> bool:
+        """The sample-index batch contract: the model being trained asks through its class attribute."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        return bool(getattr(model, "needs_sample_indices", False))
+
     def _loader_kwargs(self, split: Split) -> dict[str, Any]:
         on_cpu = split.images is None or split.images.device.type == "cpu"
         workers = self.hparams.num_workers if on_cpu else 0
@@ -321,11 +350,14 @@ class SSLDataModule(pl.LightningDataModule):
         self._train_sampler = sampler
         # the batch sampler goes in as `sampler` (batch_size=None): Lightning then finds it as
         # `dataloader.sampler` and calls its set_epoch at the start of every epoch
+        with_indices = self._wants_indices()
         if self.hparams.pipeline == "batched":
-            dataset: Dataset = InMemoryBatches(split.images, split.labels)  # type: ignore[arg-type]
+            dataset: Dataset = InMemoryBatches(split.images, split.labels, with_indices)  # type: ignore[arg-type]
             collate = None
         else:
-            dataset, collate = BatchOf(self._per_sample_dataset(split, PerImageMultiView(self.recipe))), collate_present
+            per_sample: Dataset = self._per_sample_dataset(split, PerImageMultiView(self.recipe))
+            dataset = BatchOf(WithIndex(per_sample) if with_indices else per_sample)
+            collate = collate_present
         loader = ResumableDataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=collate,
                                      **self._loader_kwargs(split))
         loader.owner = self
@@ -365,9 +397,9 @@ class SSLDataModule(pl.LightningDataModule):
         """Batched pipeline: uint8 batch -> views (training) or normalised images (evaluation)."""
         if self.hparams.pipeline != "batched":
             return batch
-        images, labels = batch
+        images, labels, *indices = batch  # indices: only for methods that ask (see the module docstring)
         if self.trainer is not None and self.trainer.training:
-            return self.train_batch_transform(images), labels
+            return (self.train_batch_transform(images), labels, *indices)
         return self.eval_batch_transform(images), labels
 
     @torch.no_grad()

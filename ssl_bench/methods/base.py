@@ -33,10 +33,14 @@ class BaseMethod(pl.LightningModule):
 
     Batches are ``(views, labels)``: ``views`` a list of N image tensors (2 global views, then
     optional small crops); labels are used only by the evaluation callbacks, never by the loss.
+    A subclass that sets ``needs_sample_indices = True`` gets ``(views, labels, indices)`` from the
+    data module (indices into the training split, for per-sample memory) and reads them itself.
     """
 
     #: number of leading views that are global (full-resolution) views
     num_global_views: int = 2
+    #: ask the data module for ``(views, labels, indices)`` training batches (the sample-index contract)
+    needs_sample_indices: bool = False
 
     def __init__(
         self,
@@ -120,7 +124,7 @@ class BaseMethod(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- steps
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict[str, Any]:
-        views, labels = batch
+        views, labels = batch[0], batch[1]  # batch[2]: sample indices, for methods that ask for them
         feats, out = self.compute_ssl_loss(views)
         out = out if isinstance(out, dict) else {"loss": out}
         loss = out["loss"]
