@@ -13,7 +13,7 @@ import torch
 from ssl_bench.cli import main
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.pretrain import pretrain
-from ssl_bench.methods import SimCLR
+from ssl_bench.methods import METHODS, SimCLR
 
 SUMMARY_KEYS = {"val_knn_top1", "val_linear_top1", "train_loss", "rankme", "z_std", "entropy", "reconstruction"}
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -39,7 +39,7 @@ def test_pretrain_subprocess_writes_run_directory(repo, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--model", "simclrr"], "unknown method 'simclrr'; known: barlow_twins, byol, cmc, deepcluster_v2, moco_v2plus, nnclr, simclr, simsiam, swav"),
+    (["--model", "simclrr"], f"unknown method 'simclrr'; known: {', '.join(sorted(METHODS))}"),
     (["--model.backbone", "resnet9000"], "unknown backbone 'resnet9000'"),
     (["--data.dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--data.dataset", "cifar10", "--data.root", "/nonexistent"], "cifar10"),

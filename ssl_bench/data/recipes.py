@@ -10,6 +10,9 @@ Named recipes:
 - ``byol``: BYOL (Grill et al., 2020, Table 6): jitter (0.4, 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2,
   asymmetric blur p=(1.0, 0.1) and solarisation p=(0.0, 0.2). On CIFAR-sized images the blur is off
   for both views (the usual CIFAR adaptation, e.g. the solo-learn CIFAR configs).
+- ``weak``: ReSSL (Zheng et al., 2021, Sec. 3.3): view 0 is the weak view the teacher sees (random
+  resized crop and flip only), view 1 the strong view the student sees (MoCo v2's augmentations:
+  jitter (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2, blur p=0.5 on ImageNet-sized images only).
 """
 from __future__ import annotations
 
@@ -84,7 +87,14 @@ def _byol(size: int, **kw: Any) -> MultiViewRecipe:
     return MultiViewRecipe(views=(v1, v2))
 
 
-RECIPES = {"simclr": _simclr, "byol": _byol}
+def _weak(size: int, **kw: Any) -> MultiViewRecipe:
+    strong = ViewAugment(size=size, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                         blur_prob=0.0 if size <= SMALL_IMAGE_SIZE else 0.5)
+    weak = replace(strong, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
+    return MultiViewRecipe(views=(replace(weak, **kw), replace(strong, **kw)))
+
+
+RECIPES = {"simclr": _simclr, "byol": _byol, "weak": _weak}
 VIEW_KEYS = {f.name for f in fields(ViewAugment)}
 RECIPE_KEYS = {"name", "num_small_crops", "small_crop_size", "small_crop_scale"}
 

@@ -4,12 +4,16 @@ from .base import BaseMethod
 from .byol import BYOL
 from .cmc import CMC
 from .deepcluster import DeepClusterV2
-from .momentum import BaseMomentumMethod, ema_update_
+from .dino import DINO
 from .moco import MoCoV2Plus
+from .momentum import BaseMomentumMethod, ema_update_
 from .nnclr import NNCLR
+from .ressl import ReSSL
 from .simclr import SimCLR
 from .simsiam import SimSiam
 from .swav import SwAV
+from .vicreg import VICReg
+from .wmse import WMSE
 
 METHODS: dict[str, type[BaseMethod]] = {
     "simclr": SimCLR,
@@ -21,6 +25,10 @@ METHODS: dict[str, type[BaseMethod]] = {
     "swav": SwAV,
     "deepcluster_v2": DeepClusterV2,
     "cmc": CMC,
+    "dino": DINO,
+    "ressl": ReSSL,
+    "vicreg": VICReg,
+    "wmse": WMSE,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]
