@@ -408,7 +408,7 @@ def test_folder_source_and_per_image_pipeline(tmp_path):
     assert s.train.labels.tolist() == [0, 0, 0, 1, 1, 1] and s.val.labels.tolist() == [0, 0, 1, 1]
     assert s.train.files[0].endswith("train/cat/0.png")
     with pytest.raises(ValueError, match="per_image"):
-        SSLDataModule("folder", root=str(tmp_path))
+        SSLDataModule("folder", root=str(tmp_path), pipeline="batched")
     dm = SSLDataModule("folder", root=str(tmp_path), pipeline="per_image", batch_size=4, eval_batch_size=4,
                        num_workers=0, image_size=16)
     views, labels = next(iter(dm.train_dataloader()))

@@ -108,9 +108,15 @@ class BatchedViewAugment(nn.Module):
         ``flip, jitter, grayscale, blur, solarize``, jitter factors ``brightness, contrast,
         saturation, hue`` (identity where an op is skipped), ``jitter_order`` ``(B, 4)`` (a random
         permutation of the op codes 0-3 per sample) and blur ``sigma``."""
+        v = self.view
+        p = sample_crop_boxes(batch_size, height, width, v.crop_scale, v.crop_ratio, self.generator)
+        return {**p, **self.sample_appearance(batch_size)}
+
+    def sample_appearance(self, batch_size: int) -> dict[str, Tensor]:
+        """The parameters of :meth:`sample_params` other than the crop box (drawn after it, in this
+        order), for views that arrive already cropped (``files_batched.PrecroppedViewAugment``)."""
         v, g, n = self.view, self.generator, batch_size
-        p = sample_crop_boxes(n, height, width, v.crop_scale, v.crop_ratio, g)
-        p["flip"] = _bernoulli(n, v.hflip_prob, g)
+        p = {"flip": _bernoulli(n, v.hflip_prob, g)}
         p["jitter"] = _bernoulli(n, v.jitter_prob, g)
         for name, rng, neutral in zip(("brightness", "contrast", "saturation", "hue"),
                                       self.jitter_ranges, (1.0, 1.0, 1.0, 0.0)):

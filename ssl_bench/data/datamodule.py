@@ -15,6 +15,9 @@ Two pipelines: ``per_image`` runs ``PerImageMultiView`` in DataLoader workers; `
 sources) keeps the uint8 images in one tensor (on the GPU when training there), draws whole batches
 by indexing it, and augments them in ``on_after_batch_transfer`` with ``BatchedMultiView``. Because
 this data module overrides ``on_after_batch_transfer``, Lightning uses it instead of the model's.
+Image trees use ``files_batched`` (default) or ``files_gpu`` (``files_batched.py``): workers decode
+each file once into fixed-size uint8 crops per view, which the batched augmentation finishes (in the
+workers on a CPU run, on the GPU in ``on_after_batch_transfer`` when training there).
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ from .samplers import ContiguousEvalSampler, ShuffledBatchSampler
 from .sources import (IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split, load_source,
                       open_image, stratified_subset, unreadable_images)
 
-PIPELINES = ("batched", "per_image")
+PIPELINES = ("auto", "batched", "per_image", "files_batched", "files_gpu")
+FILE_PIPELINES = ("files_batched", "files_gpu")
 log = logging.getLogger("ssl_bench")
 
 
@@ -150,7 +154,8 @@ class SSLDataModule(pl.LightningDataModule):
         root: the data directory (default: searched, see ``sources.candidate_roots``).
         batch_size / eval_batch_size: per-rank batch sizes for training / evaluation.
         num_workers: DataLoader workers (ignored when the images live on the GPU).
-        pipeline: ``"batched"`` (in-memory sources) or ``"per_image"``.
+        pipeline: ``"auto"`` (``"batched"`` for in-memory sources, ``"files_batched"`` for image
+            trees), ``"batched"``, ``"per_image"``, ``"files_batched"`` or ``"files_gpu"`` (nvjpeg).
         augment: recipe config for ``recipes.build_recipe`` (e.g. ``{name: byol, num_small_crops: 6}``).
         train_subset / val_subset: class-stratified subset sizes (seeded by ``seed``).
         eval_train_subset: size of the stratified subset of the train split used as k-NN bank / probe set.
@@ -161,13 +166,14 @@ class SSLDataModule(pl.LightningDataModule):
             most 224).
         use_unlabeled: STL-10: also train on the 100k unlabelled images (label -1).
         check_images: image trees: decode every image once at setup and name the unreadable ones.
-        skip_corrupt_images: image trees: skip unreadable images (counted in ``skipped_images``, the
-            summary's ``skipped_image_reads``) instead of stopping with an error.
+        skip_corrupt_images: image trees: skip unreadable images instead of stopping with an error
+            (per_image: counted in ``skipped_images``, the summary's ``skipped_image_reads``; files
+            pipelines: replaced by another image of the batch, with a one-line warning naming it).
         drop_unknown_val_classes: image trees: leave out val classes not in train (else an error).
     """
 
     def __init__(self, dataset: str, root: str | None = None, batch_size: int = 256, eval_batch_size: int = 512,
-                 num_workers: int = 2, pipeline: str = "batched", augment: dict | None = None,
+                 num_workers: int = 2, pipeline: str = "auto", augment: dict | None = None,
                  train_subset: int | None = None, val_subset: int | None = None,
                  eval_train_subset: int | None = None, seed: int = 0, in_memory_device: str = "auto",
                  image_size: int | None = None, use_unlabeled: bool = False,
@@ -178,9 +184,14 @@ class SSLDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown dataset '{dataset}'; known: {', '.join(KNOWN_DATASETS)}")
         if pipeline not in PIPELINES:
             raise ValueError(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{pipeline}'")
+        if pipeline == "auto":  # resolved before save_hyperparameters, which records the resolved name
+            pipeline = "files_batched" if dataset in IMAGE_TREE_DATASETS else "batched"
         if pipeline == "batched" and dataset in IMAGE_TREE_DATASETS:
             raise ValueError(f"{dataset} is read from image files, which the batched pipeline cannot hold in "
-                             f"memory; use data.pipeline: per_image")
+                             f"memory; use data.pipeline: files_batched (its default) or per_image")
+        if pipeline in FILE_PIPELINES and dataset not in IMAGE_TREE_DATASETS:
+            raise ValueError(f"data.pipeline {pipeline} reads image trees ({', '.join(IMAGE_TREE_DATASETS)}); "
+                             f"{dataset} is held in memory: use batched or per_image")
         if image_size is not None and dataset not in IMAGE_TREE_DATASETS:
             raise ValueError(f"data.image_size applies to image-tree datasets ({', '.join(IMAGE_TREE_DATASETS)}) "
                              f"only; {dataset} images keep their size")
@@ -354,6 +365,8 @@ class SSLDataModule(pl.LightningDataModule):
         if self.hparams.pipeline == "batched":
             dataset: Dataset = InMemoryBatches(split.images, split.labels, with_indices)  # type: ignore[arg-type]
             collate = None
+        elif self.hparams.pipeline in FILE_PIPELINES:
+            dataset, collate = self._file_batches(split), None
         else:
             per_sample: Dataset = self._per_sample_dataset(split, PerImageMultiView(self.recipe))
             dataset = BatchOf(WithIndex(per_sample) if with_indices else per_sample)
@@ -362,6 +375,19 @@ class SSLDataModule(pl.LightningDataModule):
                                      **self._loader_kwargs(split))
         loader.owner = self
         return loader
+
+    def _file_batches(self, split: Split) -> Dataset:
+        """Workers' half of the files pipelines: augmented views (CPU run), uint8 crops (GPU run) or
+        bytes and boxes (``files_gpu``)."""
+        from .files_batched import FileViewBatches
+
+        target = self._trainer_device()
+        on_gpu = target is not None and target.type == "cuda"
+        if self.hparams.pipeline == "files_gpu" and not on_gpu:
+            raise ValueError(f"data.pipeline files_gpu decodes on the GPU (nvjpeg), but this run trains on "
+                             f"{target or 'cpu'}; use data.pipeline: files_batched")
+        output = "encoded" if self.hparams.pipeline == "files_gpu" else "crops" if on_gpu else "views"
+        return FileViewBatches(split, self.recipe, output, self.hparams.skip_corrupt_images)
 
     def val_dataloader(self) -> list[DataLoader]:
         """``[val split, un-augmented train split (k-NN bank / probe features)]``."""
@@ -394,7 +420,10 @@ class SSLDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ batch transforms
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Batched pipeline: uint8 batch -> views (training) or normalised images (evaluation)."""
+        """Batched pipeline: uint8 batch -> views (training) or normalised images (evaluation).
+        Files pipelines: training views are decoded (``files_gpu``) and augmented here when not yet."""
+        if self.hparams.pipeline in FILE_PIPELINES and self.trainer is not None and self.trainer.training:
+            return self.files_batch_transform(batch[0]), batch[1]
         if self.hparams.pipeline != "batched":
             return batch
         images, labels, *indices = batch  # indices: only for methods that ask (see the module docstring)
@@ -410,6 +439,15 @@ class SSLDataModule(pl.LightningDataModule):
 
             self._batched_aug = BatchedMultiView(self.recipe)
         return self._batched_aug.to(images.device)(images)
+
+    def files_batch_transform(self, views: Any) -> list[torch.Tensor]:
+        """Files pipelines on the training device: see ``files_batched.device_views``."""
+        from .files_batched import PrecroppedMultiView, device_views
+
+        if self._batched_aug is None:
+            self._batched_aug = PrecroppedMultiView(self.recipe)
+        device = self._trainer_device() or torch.device("cpu")
+        return device_views(views, self._batched_aug, device, self.hparams.skip_corrupt_images)  # type: ignore[arg-type]
 
     def eval_batch_transform(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> ``(x / 255 - mean) / std`` in float32."""
