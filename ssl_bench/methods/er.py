@@ -94,12 +94,16 @@ class ERSettings:
     def enabled(self) -> bool:
         return self.entropy_weight is not None
 
-    def terms(self, inputs: ERInputs) -> tuple[Tensor, Tensor]:
-        """(reconstruction, entropy) of the declared inputs; the entropy is on the global batch
-        (each entropy input gathered over ranks with gradients)."""
+    def entropy(self, inputs: ERInputs) -> Tensor:
+        """Entropy of the declared inputs on the global batch (each entropy input gathered over
+        ranks with gradients, so every rank computes the single-process value)."""
         entropy_inputs = [gather_with_grad(e) for e in inputs.entropy]
-        entropy = er_entropy(entropy_inputs, inputs.support, self.kappa, self.reduction, self.leave_one_out)
-        return er_reconstruction(inputs.pairs, inputs.support, self.kappa), entropy
+        return er_entropy(entropy_inputs, inputs.support, self.kappa, self.reduction, self.leave_one_out)
+
+    def terms(self, inputs: ERInputs) -> tuple[Tensor, Tensor]:
+        """(reconstruction, entropy) of the declared inputs; the reconstruction is a per-sample mean
+        (the local batch; DDP averages its gradients over ranks)."""
+        return er_reconstruction(inputs.pairs, inputs.support, self.kappa), self.entropy(inputs)
 
     def apply(self, out: dict[str, Any], method: str) -> dict[str, Any]:
         """``out`` with ``loss`` replaced by the ER objective and the terms added as
@@ -114,9 +118,10 @@ class ERSettings:
         if form in _FORM_SUPPORT and _FORM_SUPPORT[form] != inputs.support:
             raise ConfigError(f"model.er_reconstruction '{form}' needs {_FORM_SUPPORT[form]} ER inputs; "
                               f"{method} declares {inputs.support} ones (use 'auto')")
-        reconstruction, entropy = self.terms(inputs)
         if form == "native":
-            reconstruction = out["loss"]
+            reconstruction, entropy = out["loss"], self.entropy(inputs)
+        else:
+            reconstruction, entropy = self.terms(inputs)
         assert self.entropy_weight is not None
         return {**out, "loss": er_loss(reconstruction, entropy, self.entropy_weight),
                 "er_reconstruction": reconstruction.detach(), "er_entropy": entropy.detach()}
