@@ -19,6 +19,7 @@ from ..backbones import build_backbone
 from ..distributed import gather_no_grad, gather_with_grad
 from ..errors import DivergenceError
 from ..optim import build_optimizer, parameter_groups, scaled_lr, warmup_cosine_scheduler
+from .er import ERInputs, ERSettings
 
 SSLOutput = Tensor | dict[str, Any]
 
@@ -29,7 +30,9 @@ class BaseMethod(pl.LightningModule):
     A subclass builds its heads in ``__init__`` and implements ``ssl_loss(feats)``: given the
     backbone features of the views (a list of (B, D) tensors, global views first), return the loss,
     or a dict ``{"loss": loss, "z": [z1, z2, ...]}`` where ``z`` are the per-view embeddings the
-    collapse monitor should watch (by default it watches the backbone features).
+    collapse monitor should watch (by default it watches the backbone features), and optionally
+    ``"er": ERInputs(...)``, the method's inputs to the ER objective (``ssl_bench/methods/er.py``):
+    with ``er_entropy_weight`` set, the loss becomes ``reconstruction - er_entropy_weight * entropy``.
 
     Batches are ``(views, labels)``: ``views`` a list of N image tensors (2 global views, then
     optional small crops); labels are used only by the evaluation callbacks, never by the loss.
@@ -70,11 +73,17 @@ class BaseMethod(pl.LightningModule):
         monitor_every_n_steps: int = 50,
         monitor_buffer_size: int = 2048,
         monitor_kappa: float | None = None,
+        er_entropy_weight: float | None = None,
+        er_reconstruction: str = "auto",
+        er_kappa: float = 10.0,
+        er_entropy_reduction: str = "average",
+        er_leave_one_out: bool = False,
         channels_last: bool = False,
         compile_backbone: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.er_settings = ERSettings(er_entropy_weight, er_reconstruction, er_kappa, er_entropy_reduction, er_leave_one_out)
         self.backbone, self.feature_dim = build_backbone(backbone, **(backbone_kwargs or {}))
         if channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
@@ -126,19 +135,23 @@ class BaseMethod(pl.LightningModule):
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict[str, Any]:
         views, labels = batch[0], batch[1]  # batch[2]: sample indices, for methods that ask for them
         feats, out = self.compute_ssl_loss(views)
-        out = out if isinstance(out, dict) else {"loss": out}
+        out = self.er_settings.apply(out if isinstance(out, dict) else {"loss": out}, type(self).__name__)
         loss = out["loss"]
         self._check_finite(loss)
         self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=False, sync_dist=True)
         self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if self.is_logging_step:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+            for key in ("er_entropy", "er_reconstruction"):
+                if key in out:
+                    self.log(key, out[key], on_step=True, on_epoch=False)
         monitored = out.get("z") or feats[: self.num_global_views]
         return {  # what the callbacks read in on_train_batch_end
             "loss": loss,
             "feats": feats[0].detach(),
             "labels": labels,
             "z": [z.detach() for z in monitored],
+            "er": out["er"].detached() if isinstance(out.get("er"), ERInputs) else None,
         }
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
@@ -201,7 +214,9 @@ class BaseMethod(pl.LightningModule):
             callbacks.append(KNNEvaluator(k=hp.knn_k, temperature=hp.knn_temperature))
         if hp.collapse_monitor:
             callbacks.append(CollapseMonitor(every_n_steps=hp.monitor_every_n_steps,
-                                             buffer_size=hp.monitor_buffer_size, kappa=hp.monitor_kappa))
+                                             buffer_size=hp.monitor_buffer_size,
+                                             kappa=hp.monitor_kappa or self.er_settings.kappa,
+                                             reduction=self.er_settings.reduction, leave_one_out=self.er_settings.leave_one_out))
         return callbacks
 
     # ----------------------------------------------------------------------------- checkpoint state

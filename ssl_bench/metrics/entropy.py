@@ -8,12 +8,15 @@ entropy and reconstruction in multi-view self-supervised learning" (ICML 2023):
 For l2-normalised embeddings on S^{d-1} both terms use the von Mises-Fisher (vMF) density
 ``vMF(z; mu, kappa) = C_d(kappa) exp(kappa mu.z)``:
 
-- entropy: a vMF kernel density estimate over the batch, evaluated at the batch itself
-  (resubstitution, the self term j = i included, as in Joe 1989 and the authors' public code
-  apple/ml-entropy-reconstruction, ``entropy(..., reduction="average")``);
+- entropy: a vMF kernel density estimate over the batch, evaluated at the batch itself, with
+  either reduction of the authors' public code apple/ml-entropy-reconstruction: the
+  resubstitution mean ``"average"`` (Joe 1989; our default) or the plug-in ``"expectation"``
+  (their default); the self term j = i is included unless ``leave_one_out``;
 - reconstruction: ``q(z2 | z1) = vMF(z2; z1, kappa)``.
 
-For softmax heads (DINO, SwAV) the entropy is that of the batch-mean distribution.
+For softmax heads (DINO, SwAV) the entropy is that of the batch-mean distribution and the
+reconstruction the cross-entropy to the target distribution. Every estimator runs in float32
+(float64 inputs stay float64) with autocast disabled, and is differentiable.
 
 Default kappa for monitoring: ``DEFAULT_KAPPA = 10``, the default of the authors' public code
 (``entropy`` and ``reconstruction`` in apple/ml-entropy-reconstruction); use the same kappa for
@@ -29,13 +32,16 @@ overflows (large kappa) in float64 for d >= ~512, which is why ``scipy.special.i
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, wraps
+from typing import Callable, ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 DEFAULT_KAPPA = 10.0
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def log_sphere_area(dim: int) -> float:
@@ -104,21 +110,78 @@ def _as_float(z: Tensor) -> Tensor:
     return z if z.dtype in (torch.float32, torch.float64) else z.float()
 
 
-def vmf_kde_entropy(z: Tensor, kappa: float) -> Tensor:
-    """Entropy (nats) of the l2-normalised rows of ``z`` (N, d) by a vMF kernel density estimate.
+def _full_precision(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with autocast disabled on every device type, so matmuls and logsumexps stay in
+    the (at least float32) dtype of their inputs: under bf16/fp16 autocast ``z @ z.T`` would
+    otherwise be rounded to 8 bits of mantissa, far coarser than the nats being estimated."""
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*args, **kwargs)
+    return wrapper
 
-    Rodriguez-Galvez et al. 2023 (Sec. 4.1; Joe 1989's resubstitution estimator):
-        H = -1/N sum_i log( 1/N sum_j C_d(kappa) exp(kappa z_i . z_j) ),
-    the sum over j including j = i. Computed with logsumexp; differentiable in ``z``.
+
+REDUCTIONS = ("average", "expectation")
+
+
+def vmf_kde_log_density(z: Tensor, kappa: float, leave_one_out: bool = False) -> Tensor:
+    """log p_hat(z_i) (N,) of the vMF kernel density estimate over the l2-normalised rows of ``z``.
+
+    ``p_hat(x) = 1/M sum_j C_d(kappa) exp(kappa x . z_j)``, the sum over all j (M = N), or over
+    j != i when ``leave_one_out`` (M = N - 1; needs N >= 2).
     """
     if z.dim() != 2 or z.shape[0] < 1:
         raise ValueError(f"z must be (N, d) with N >= 1, got shape {tuple(z.shape)}")
-    z = F.normalize(_as_float(z), dim=1)
     n, d = z.shape
-    log_density = _log_c_like(d, kappa, z) + torch.logsumexp(kappa * (z @ z.T), dim=1) - math.log(n)
-    return -log_density.mean()
+    if leave_one_out and n < 2:
+        raise ValueError("leave_one_out needs at least 2 rows")
+    z = F.normalize(_as_float(z), dim=1)
+    logits = kappa * (z @ z.T)
+    if leave_one_out:
+        logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
+    m = n - 1 if leave_one_out else n
+    return _log_c_like(d, kappa, z) + torch.logsumexp(logits, dim=1) - math.log(m)
 
 
+@_full_precision
+def vmf_kde_entropy(z: Tensor, kappa: float, reduction: str = "average", leave_one_out: bool = False) -> Tensor:
+    """Entropy (nats) of the l2-normalised rows of ``z`` (N, d) by a vMF kernel density estimate.
+
+    Rodriguez-Galvez et al. 2023, Sec. 4.1, with ``l_i = log p_hat(z_i)`` from
+    :func:`vmf_kde_log_density` (the self term j = i included unless ``leave_one_out``):
+
+    - ``reduction="average"``: Joe's (1989) resubstitution estimator ``H = -1/N sum_i l_i``;
+    - ``reduction="expectation"``: the plug-in estimator ``H = -sum_i w_i l_i`` with
+      ``w = softmax(l)``, i.e. -E[log p_hat] with the expectation taken under p_hat restricted to
+      the sample (the default of the authors' public code).
+
+    Differentiable in ``z`` (through the weights too); computed in float32 (float64 inputs stay
+    float64) even under autocast.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    log_density = vmf_kde_log_density(z, kappa, leave_one_out)
+    if reduction == "average":
+        return -log_density.mean()
+    return -(torch.softmax(log_density, dim=0) * log_density).sum()
+
+
+def vmf_entropy(dim: int, kappa: float) -> float:
+    """Closed-form differential entropy (nats) of vMF(mu, kappa) on S^{dim-1}:
+    ``H = -log C_d(kappa) - kappa A_d(kappa)``, ``A_d = I_{d/2}(kappa) / I_{d/2-1}(kappa)`` (the
+    mean resultant length), with the Bessel ratio from the same log-space series as the normaliser.
+    kappa = 0 gives log |S^{d-1}|."""
+    nu = 0.5 * dim - 1.0
+    k = torch.tensor(float(kappa), dtype=torch.float64)
+    if kappa == 0:
+        return log_sphere_area(dim)
+    # I_nu(k) = S_nu(k) (k/2)^nu / Gamma(nu + 1), so I_{nu+1}/I_nu = S_{nu+1}/S_nu * (k/2) / (nu + 1)
+    log_ratio = (_log_normalised_series(nu + 1.0, k) - _log_normalised_series(nu, k)
+                 + math.log(kappa / 2.0) - math.log(nu + 1.0))
+    return float(-log_vmf_normalizer(dim, kappa) - kappa * torch.exp(log_ratio))
+
+
+@_full_precision
 def vmf_reconstruction(z1: Tensor, z2: Tensor, kappa: float) -> Tensor:
     """Reconstruction error E[-log q(z2 | z1)] with q = vMF(z2; mu = z1, kappa), in nats.
 
@@ -133,6 +196,7 @@ def vmf_reconstruction(z1: Tensor, z2: Tensor, kappa: float) -> Tensor:
     return -(_log_c_like(z1.shape[1], kappa, z1) + kappa * cos).mean()
 
 
+@_full_precision
 def softmax_entropy(probs: Tensor) -> Tensor:
     """Entropy (nats) of the batch-mean distribution of softmax outputs ``probs`` (N, K).
 
@@ -143,3 +207,17 @@ def softmax_entropy(probs: Tensor) -> Tensor:
         raise ValueError(f"probs must be (N, K), got shape {tuple(probs.shape)}")
     p_bar = _as_float(probs).mean(dim=0)
     return torch.special.entr(p_bar).sum()
+
+
+@_full_precision
+def softmax_reconstruction(logits: Tensor, target: Tensor) -> Tensor:
+    """Reconstruction error of a softmax head: the cross-entropy ``E[-sum_k t_k log q_k]`` (nats)
+    between target probabilities ``target`` (N, K) (rows summing to 1: a teacher's sharpened
+    softmax, Sinkhorn codes) and the prediction ``q = softmax(logits)`` (N, K). Rodriguez-Galvez
+    et al. 2023 (discrete support): q(W2 | Z1) is the predicted categorical distribution. Logits
+    rather than probabilities, so that log q is exact where q underflows; target entries of 0
+    contribute 0."""
+    if logits.dim() != 2 or logits.shape != target.shape:
+        raise ValueError(f"logits and target must both be (N, K), got {tuple(logits.shape)} and {tuple(target.shape)}")
+    log_q = torch.log_softmax(_as_float(logits), dim=1)
+    return -(_as_float(target) * log_q).sum(dim=1).mean()
