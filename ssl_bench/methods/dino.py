@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from .. import losses
+from .er import ERInputs
 from .heads import DINOHead
 from .momentum import BaseMomentumMethod
 
@@ -61,10 +62,23 @@ class DINO(BaseMomentumMethod):
             teacher = [self.teacher_head(t) for t in teacher_feats]
         temp = self.teacher_temp
         loss = losses.dino_loss(student, teacher, self.center, hp.student_temp, temp)
+        er = self.er_inputs(student, teacher, temp)
         self.center.copy_(losses.ema_center(self.center, losses.batch_center(teacher), hp.center_momentum))
         if self._trainer is not None and self.is_logging_step:
             self.log("teacher_temp", temp, on_step=True, on_epoch=False)
-        return {"loss": loss, "z": emb[: self.num_global_views]}
+        return {"loss": loss, "z": emb[: self.num_global_views], "er": er}
+
+    def er_inputs(self, student: list[Tensor], teacher: list[Tensor], teacher_temp: float) -> ERInputs:
+        """The ER objective's inputs (Rodriguez-Galvez et al. 2023, Sec. 5): entropy of the batch-mean
+        student softmax of the global views (the distribution the teacher's targets are drawn from,
+        and the one whose collapse the centring guards against), reconstruction of the centred,
+        sharpened teacher distribution of view i from the student logits of every other view j,
+        the same pairs as ``dino_loss``."""
+        s = [x / self.hparams.student_temp for x in student]
+        with torch.no_grad():
+            t = [torch.softmax((x - self.center) / teacher_temp, dim=-1) for x in teacher]
+        pairs = [(s[j], t[i]) for i in range(len(t)) for j in range(len(s)) if j != i]
+        return ERInputs.softmax(entropy_logits=s[: self.num_global_views], pairs=pairs)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Freeze the last layer during the first epoch(s) (its gradients are dropped, so the

@@ -12,6 +12,7 @@ from .. import losses
 from ..distributed import rank, world_size
 from ..errors import ConfigError
 from .base import BaseMethod
+from .er import ERInputs
 from .heads import mlp
 from .queue import FeatureQueue
 
@@ -71,7 +72,16 @@ class SwAV(BaseMethod):
         if self.queues and self.current_epoch >= self.hparams.queue_start_epoch:
             for queue, zi in zip(self.queues, z):
                 queue.enqueue(zi.detach().float())
-        return {"loss": loss, "z": z[: self.num_global_views]}
+        return {"loss": loss, "z": z[: self.num_global_views], "er": self.er_inputs(scores, codes)}
+
+    def er_inputs(self, scores: list[Tensor], codes: list[Tensor]) -> ERInputs:
+        """The ER objective's inputs (Rodriguez-Galvez et al. 2023, Sec. 5): entropy of the batch-mean
+        prototype softmax of the global views (what Sinkhorn's equipartition keeps high), and
+        reconstruction of each global view's code from every other view's scores (the swapped
+        prediction pairs of ``swav_loss``)."""
+        logits = [s / self.hparams.temperature for s in scores]
+        pairs = [(logits[v], q) for i, q in enumerate(codes) for v in range(len(logits)) if v != i]
+        return ERInputs.softmax(entropy_logits=logits[: self.num_global_views], pairs=pairs)
 
     def on_after_backward(self) -> None:
         """Prototypes frozen for the first iterations (their gradient dropped before the step)."""
