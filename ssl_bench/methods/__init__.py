@@ -3,6 +3,7 @@ from .barlow_twins import BarlowTwins
 from .base import BaseMethod
 from .byol import BYOL
 from .momentum import BaseMomentumMethod, ema_update_
+from .paws import PAWS
 from .simclr import SimCLR
 from .simsiam import SimSiam
 
@@ -11,6 +12,7 @@ METHODS: dict[str, type[BaseMethod]] = {
     "byol": BYOL,
     "simsiam": SimSiam,
     "barlow_twins": BarlowTwins,
+    "paws": PAWS,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]
