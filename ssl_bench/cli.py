@@ -3,6 +3,7 @@
     ssl-bench pretrain --config configs/cifar10/simclr.yaml --trainer.max_epochs 1 --data.batch_size 64
     ssl-bench pretrain --config my.yaml --model my_pkg.my_module.MyMethod
     ssl-bench eval --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --protocol knn
+    ssl-bench scan --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --scan_epochs 20
 
 Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
 full traceback.
@@ -44,6 +45,19 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _scan(args: argparse.Namespace, overrides: list[str]) -> int:
+    from .config import apply_overrides, load_config
+    from .scan import run_scan, settings_from_args
+
+    data = apply_overrides(load_config(None), overrides)
+    if any(data[s] for s in ("model", "trainer")):
+        raise ValueError("ssl-bench scan takes only --data.<key> overrides")
+    summary = run_scan(args.ckpt, settings_from_args(args), out=args.out, overwrite=args.overwrite,
+                       data_overrides=data["data"], device=args.device)
+    print(f"SCAN on {summary['method']} / {summary['dataset']}: results in {summary['out_dir']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Multi-view self-supervised learning benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")
     e.add_argument("--epochs", type=int, default=100, help="linear protocol: epochs over the features")
     e.set_defaults(func=_eval)
+    from .scan import add_arguments as scan_arguments
+
+    c = sub.add_parser("scan", help="SCAN clustering (neighbours, SCAN heads, self-labelling) on a checkpoint",
+                       description="Reads config.yaml of the checkpoint's run; --data.<key> overrides apply")
+    scan_arguments(c)
+    c.set_defaults(func=_scan)
     return parser
 
 
