@@ -66,7 +66,7 @@ def test_scan_bad_input_is_one_line(digits_ckpt, tmp_path, capsys):
     assert main(["scan", "--ckpt", digits_ckpt, "--threshold", "1.5", "--out", str(tmp_path / "o")]) == 2
     assert "scan.threshold must be in (0, 1)" in capsys.readouterr().err
     assert main(["scan", "--ckpt", digits_ckpt, "--scan_augment", "huge", "--out", str(tmp_path / "o")]) == 2
-    assert "scan.scan_augment must be one of weak, strong" in capsys.readouterr().err
+    assert "scan.scan_augment must be one of strong, weak, none" in capsys.readouterr().err
     assert main(["scan", "--ckpt", digits_ckpt, "--model.lr", "1"]) == 2
     assert "only --data.<key> overrides" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="num_heads"):
