@@ -6,9 +6,10 @@
   SCAN 28.9 / 27.9 / 27.3, self-labelling 29.4 / 28.1 / 27.3 (seed 2 loses); this test runs seed 0.
 - PAWS with 10% of the labels (400 images) learns (k-NN beats random init by MARGIN), but in
   this short run it does NOT beat the same backbone trained supervised-only on the same 400
-  labelled images (seed 0: soft-NN 29.8%, linear head on the labelled subset 34.4%, PAWS k-NN
-  34.8%, supervised-only 39.2%): the issue's claim is recorded as a strict xfail, so the day it
-  holds the test says so.
+  labelled images (seeds 0 / 1 / 2: soft-NN 29.8 / 29.8 / 27.8%, linear head on the labelled
+  subset 34.4 / 34.9 / 34.5%, PAWS k-NN 34.8 / 34.8 / 33.7% against random init 28.7 / 29.8 /
+  28.7%, supervised-only 39.2 / 38.9 / 39.5%): the issue's claim is recorded as a strict xfail,
+  so the day it holds the test says so.
 
 Three-seed numbers: benchmarks/scan_paws.py (see benchmarks/RESULTS.md); this module runs seed 0.
 """
