@@ -8,6 +8,7 @@
     ssl-bench eval --random-init --config configs/cifar10/simclr.yaml --protocol knn
     ssl-bench sweep configs/sweeps/digits-small.yaml
     ssl-bench report runs/sweeps/digits-small
+    ssl-bench scan --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --scan_epochs 20
 
 Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
 full traceback. Ctrl-C ends with one line saying which checkpoint was kept (exit code 130).
@@ -125,6 +126,19 @@ def _list(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _scan(args: argparse.Namespace, overrides: list[str]) -> int:
+    from .config import apply_overrides, load_config
+    from .scan import run_scan, settings_from_args
+
+    data = apply_overrides(load_config(None), overrides)
+    if any(data[s] for s in ("model", "trainer")):
+        raise ValueError("ssl-bench scan takes only --data.<key> overrides")
+    summary = run_scan(args.ckpt, settings_from_args(args), out=args.out, overwrite=args.overwrite,
+                       data_overrides=data["data"], device=args.device)
+    print(f"SCAN on {summary['method']} / {summary['dataset']}: results in {summary['out_dir']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssl-bench", description="Multi-view self-supervised learning benchmark")
     parser.add_argument("--version", action="version", version=f"ssl-bench {__version__}")
@@ -172,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("sweep_dir")
     r.add_argument("--wandb", action="store_true", help="also log the cells and the results table to W&B")
     r.set_defaults(func=_report)
+    from .scan import add_arguments as scan_arguments
+
+    c = sub.add_parser("scan", help="SCAN clustering (neighbours, SCAN heads, self-labelling) on a checkpoint",
+                       description="Reads config.yaml of the checkpoint's run; --data.<key> overrides apply")
+    scan_arguments(c)
+    c.set_defaults(func=_scan)
     return parser
 
 

@@ -8,6 +8,7 @@ from .dino import DINO
 from .moco import MoCoV2Plus
 from .momentum import BaseMomentumMethod, ema_update_
 from .nnclr import NNCLR
+from .paws import PAWS
 from .ressl import ReSSL
 from .simclr import SimCLR
 from .simsiam import SimSiam
@@ -29,6 +30,7 @@ METHODS: dict[str, type[BaseMethod]] = {
     "ressl": ReSSL,
     "vicreg": VICReg,
     "wmse": WMSE,
+    "paws": PAWS,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]

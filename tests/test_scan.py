@@ -1,0 +1,73 @@
+"""`ssl-bench scan`: neighbour mining (chunked = brute force, cached), the pipeline on digits end to
+end (summary.json with every stage, no silent overwrite), and one-line errors."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssl_bench.cli import main
+from ssl_bench.config import apply_overrides, load_config
+from ssl_bench.errors import ConfigError
+from ssl_bench.pretrain import pretrain
+from ssl_bench.scan import ScanSettings, mine_neighbors, neighbor_accuracy, run_scan
+
+FAST = ["--scan_epochs", "1", "--self_label_epochs", "1", "--num_heads", "2", "--kmeans_init", "1",
+        "--batch_size", "64", "--num_neighbors", "5"]
+
+
+def test_chunked_mining_equals_brute_force():
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    got = mine_neighbors(x, 4, chunk_size=7)
+    xn = torch.nn.functional.normalize(x, dim=1)
+    for i in range(50):
+        sims = [(float(xn[i] @ xn[j]), j) for j in range(50) if j != i]
+        expected = [j for _, j in sorted(sims, reverse=True)[:4]]
+        assert got[i].tolist() == expected
+    assert neighbor_accuracy(torch.tensor([[1, 2], [0, 2], [0, 1]]), torch.tensor([0, 0, 1])) == pytest.approx(100 / 3)
+    with pytest.raises(ConfigError, match="num_neighbors"):
+        mine_neighbors(x, 50)
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/digits/simclr.yaml")
+    cfg = apply_overrides(cfg, ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+                                "--trainer.enable_model_summary", "false",
+                                "--run.dir", str(tmp_path_factory.mktemp("runs"))])
+    summary = pretrain(cfg)
+    return f"{summary['run_dir']}/checkpoints/last.ckpt"
+
+
+def test_scan_pipeline_writes_every_stage_and_never_overwrites(digits_ckpt, capsys):
+    assert main(["scan", "--ckpt", digits_ckpt, *FAST]) == 0
+    out_dir = digits_ckpt.replace("checkpoints/last.ckpt", "scan")
+    summary = json.loads(open(f"{out_dir}/summary.json").read())
+    for stage in ("kmeans", "scan", "self_label"):
+        assert set(summary[stage]) >= {"acc", "nmi", "ari"}
+        assert 0 <= summary[stage]["acc"] <= 100
+    assert summary["num_clusters"] == 10 and len(summary["scan"]["head_losses"]) == 2
+    assert summary["settings"]["num_neighbors"] == 5
+    assert "results in" in capsys.readouterr().out
+    cache = torch.load(f"{out_dir}/neighbors.pt", weights_only=True)
+    assert cache["indices"].shape == (summary["train_size"], 5)
+    # a second run refuses in one line; --overwrite replaces it and reuses the neighbour cache
+    assert main(["scan", "--ckpt", digits_ckpt, *FAST]) == 2
+    assert "already holds a SCAN result" in capsys.readouterr().err
+    cache_path = Path(out_dir) / "neighbors.pt"
+    mtime = cache_path.stat().st_mtime_ns
+    assert main(["scan", "--ckpt", digits_ckpt, *FAST, "--overwrite", "--self_label_epochs", "0"]) == 0
+    assert cache_path.stat().st_mtime_ns == mtime
+
+
+def test_scan_bad_input_is_one_line(digits_ckpt, tmp_path, capsys):
+    assert main(["scan", "--ckpt", str(tmp_path / "missing.ckpt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["scan", "--ckpt", digits_ckpt, "--threshold", "1.5", "--out", str(tmp_path / "o")]) == 2
+    assert "scan.threshold must be in (0, 1)" in capsys.readouterr().err
+    assert main(["scan", "--ckpt", digits_ckpt, "--scan_augment", "huge", "--out", str(tmp_path / "o")]) == 2
+    assert "scan.scan_augment must be one of strong, weak, none" in capsys.readouterr().err
+    assert main(["scan", "--ckpt", digits_ckpt, "--model.lr", "1"]) == 2
+    assert "only --data.<key> overrides" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="num_heads"):
+        run_scan(digits_ckpt, ScanSettings(num_heads=0), out=tmp_path / "o2")
