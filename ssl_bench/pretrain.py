@@ -236,7 +236,10 @@ def read_resume_checkpoint(path: Path, model: BaseMethod) -> dict[str, Any]:
                           f"run's own config.yaml, or start a new run")
     own, theirs = model.state_dict(), ckpt["state_dict"]
     missing, unexpected = sorted(own.keys() - theirs.keys()), sorted(theirs.keys() - own.keys())
-    shaped = sorted(k for k in own.keys() & theirs.keys() if tuple(own[k].shape) != tuple(theirs[k].shape))
+    # shapes are compared for parameters only: a buffer may be sized by the data and resized on load
+    # (DeepCluster v2's per-sample memory bank), while a parameter's shape fixes the architecture
+    params = {name for name, _ in model.named_parameters()}
+    shaped = sorted(k for k in params & theirs.keys() if tuple(own[k].shape) != tuple(theirs[k].shape))
     if missing or unexpected or shaped:
         example = (missing or unexpected or shaped)[0]
         raise ConfigError(f"run.resume: {path} does not fit {asked}: {len(missing)} missing, {len(unexpected)} "

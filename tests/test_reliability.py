@@ -190,7 +190,7 @@ def test_mid_epoch_sigkill_resume_is_bit_identical(repo, tmp_path):
     # the same (step, metric) cells as the uninterrupted run, once each: the killed run's rows from
     # step 16 on are gone. (Not compared: the collapse monitor's metrics; its embedding buffer is not
     # in the checkpoint, so after a mid-epoch resume it logs from a fresh buffer.)
-    monitor = {"z_std", "rankme", "alignment", "uniformity", "entropy", "reconstruction"}
+    monitor = {"z_std", "rankme", "alignment", "uniformity", "entropy", "reconstruction", "er_bound"}
     cells = [c for c in metric_cells(run / "metrics.csv") if c[1] not in monitor]
     reference = [c for c in metric_cells(tmp_path / "straight/r/metrics.csv") if c[1] not in monitor]
     assert len({(s, c) for s, c, _ in cells}) == len(cells), "a metric was logged twice for a step"
