@@ -82,7 +82,11 @@ def config(method: str, tmp_path, pipeline: str = "batched", seed: int | None = 
 
 def random_init_knn(method: str, tmp_path, seed: int | None = None) -> float:
     """k-NN top-1 of the same backbone, same seed, before any training (the honest baseline)."""
-    cfg = config(method, tmp_path, seed=seed)
+    return untrained_knn(config(method, tmp_path, seed=seed), tmp_path)
+
+
+def untrained_knn(cfg: dict, tmp_path) -> float:
+    """k-NN top-1 of the network ``cfg`` builds, before any training (same seed, same data)."""
     import pytorch_lightning as pl
     pl.seed_everything(cfg["run"]["seed"], verbose=False)
     dm = build_datamodule(cfg["data"])
@@ -90,11 +94,6 @@ def random_init_knn(method: str, tmp_path, seed: int | None = None) -> float:
     trainer = build_trainer(cfg["trainer"], tmp_path / "baseline", loggers=[])
     trainer.validate(model, datamodule=dm, verbose=False)
     return float(trainer.callback_metrics["val_knn_top1"])
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> float:
-    return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
 
 
 _SUMMARIES: dict[tuple[str, str], dict] = {}

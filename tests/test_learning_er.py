@@ -20,7 +20,7 @@ on a quiet 2-core machine the 14-epoch BYOL/SimSiam runs of tests/test_learning.
 from __future__ import annotations
 
 import pytest
-from test_learning import MARGIN, METHOD_ARGS, config, random_init_knn
+from test_learning import MARGIN, METHOD_ARGS, config
 
 from ssl_bench.pretrain import pretrain
 
@@ -32,11 +32,6 @@ EPOCHS = {"byol": 10, "simsiam": 10}
 
 def er_config(method: str, tmp_path, seed: int | None = None) -> dict:
     return config(method, tmp_path, seed=seed, method_args={**METHOD_ARGS[method], **ER}, epochs=EPOCHS[method])
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> float:
-    return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
 
 
 @pytest.mark.parametrize("method", list(EPOCHS))

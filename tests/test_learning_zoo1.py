@@ -24,10 +24,9 @@ and 3 x 30: 35.42); SwAV with SGD and 100 prototypes 30.75 (with 2 small 16x16 c
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 
-from ssl_bench.pretrain import build_datamodule, build_method, build_trainer, pretrain
-from test_learning import MARGIN, config, random_init_knn
+from ssl_bench.pretrain import pretrain
+from test_learning import MARGIN, config, untrained_knn
 
 pytestmark = pytest.mark.slow
 
@@ -59,25 +58,10 @@ def zoo_config(method: str, tmp_path, seed: int | None = None, **overrides) -> d
     return config(method, tmp_path, seed=seed, method_args=args, augment=s["augment"], epochs=s["epochs"])
 
 
-def own_random_init_knn(cfg: dict, tmp_path) -> float:
-    """k-NN top-1 of the method's own network before training (same seed, same data)."""
-    pl.seed_everything(cfg["run"]["seed"], verbose=False)
-    dm = build_datamodule(cfg["data"])
-    model = build_method(cfg["model"], dm.num_classes)
-    trainer = build_trainer(cfg["trainer"], tmp_path / "baseline", loggers=[])
-    trainer.validate(model, datamodule=dm, verbose=False)
-    return float(trainer.callback_metrics["val_knn_top1"])
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> float:
-    return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
-
-
 @pytest.mark.parametrize("method", ASSERTED)
 def test_zoo_method_beats_random_init(method, baseline, tmp_path):
     cfg = zoo_config(method, tmp_path)
-    reference = own_random_init_knn(cfg, tmp_path) if method == "cmc" else baseline
+    reference = untrained_knn(cfg, tmp_path) if method == "cmc" else baseline
     summary = pretrain(cfg)
     print(f"\n{method}: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {reference:.2f}%, "
           f"{summary['fit_seconds']:.0f} s")

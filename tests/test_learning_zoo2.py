@@ -30,7 +30,7 @@ from __future__ import annotations
 import pytest
 
 from ssl_bench.pretrain import pretrain
-from test_learning import MARGIN, config, random_init_knn
+from test_learning import MARGIN, config
 
 pytestmark = pytest.mark.slow
 
@@ -54,11 +54,6 @@ def zoo2_config(method: str, tmp_path, seed: int | None = None, **overrides) -> 
     if method == "dino":  # DINO's head has a bottleneck and out_dim instead of proj_dim
         cfg["model"].pop("proj_dim")
     return cfg
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> float:
-    return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
 
 
 @pytest.mark.parametrize("method", list(METHOD_ARGS))
