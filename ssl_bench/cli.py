@@ -111,8 +111,10 @@ def _list(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ValueError(f"ssl-bench list takes no arguments, got {' '.join(overrides)}")
 
-    def doc(obj: object) -> str:
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+    def doc(obj: object, width: int = 90) -> str:
+        """The docstring's first paragraph on one line, cut at a word boundary."""
+        text = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split())
+        return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " ..."
 
     print("methods (model.name, or any importable pkg.module.Class subclassing BaseMethod):")
     for name, cls in sorted(METHODS.items()):
