@@ -34,6 +34,7 @@ from .recipes import MultiViewRecipe, build_recipe
 from .samplers import ContiguousEvalSampler, ShuffledBatchSampler
 from .sources import (IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split, load_source,
                       open_image, stratified_subset, unreadable_images)
+from .worker_memory import keep_freed_memory
 
 PIPELINES = ("auto", "batched", "per_image", "files_batched", "files_gpu")
 FILE_PIPELINES = ("files_batched", "files_gpu")
@@ -341,6 +342,7 @@ class SSLDataModule(pl.LightningDataModule):
         workers = self.hparams.num_workers if on_cpu else 0
         target = self._trainer_device()
         return {"num_workers": workers, "persistent_workers": workers > 0,
+                "worker_init_fn": keep_freed_memory if workers > 0 else None,
                 "pin_memory": on_cpu and target is not None and target.type == "cuda"}
 
     # ------------------------------------------------------------------ loaders
