@@ -3,7 +3,8 @@
 For each seed: pretrain SimCLR with the learning-test settings (tests/test_learning.py: 4,000
 training images, tiny_cnn width 16, 14 epochs), run SCAN on its checkpoint (k-means on the same
 frozen features is the baseline), pretrain PAWS with 10% of the labels, and train the same
-backbone supervised-only on the same labelled images. Writes ``<out>/results.json`` and prints a
+backbone supervised-only on the same labelled images, and the PAWS backbone fine-tuned on them with
+that same recipe. Writes ``<out>/results.json`` and prints a
 table. Runs that already have a summary.json in ``<out>`` are reused.
 
     OMP_NUM_THREADS=1 python benchmarks/scan_paws.py --seeds 0 1 2 --out runs/bench-scan-paws [--parts scan paws]
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_scan_paws_learning import (PAWS_EPOCHS, SCAN_SETTINGS, paws_config,  # noqa: E402
+from test_scan_paws_learning import (PAWS_EPOCHS, SCAN_SETTINGS, paws_config, paws_finetuned,  # noqa: E402
                                      simclr_checkpoint, supervised_baseline)
 
 from ssl_bench.pretrain import pretrain  # noqa: E402
@@ -58,7 +59,8 @@ def paws_part(seed: int, out: Path) -> dict:
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else pretrain(cfg)
     metrics = summary["all_metrics"]
     return {"paws_snn": metrics["val_snn_top1"], "paws_linear": metrics["val_fewlabel_linear_top1"],
-            "paws_knn": metrics["val_knn_top1"], "supervised": supervised_baseline(seed)}
+            "paws_knn": metrics["val_knn_top1"], "paws_finetuned": paws_finetuned(paws_dir, seed),
+            "supervised": supervised_baseline(seed)}
 
 
 def main() -> None:
@@ -75,7 +77,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
         (out / f"results-{'-'.join(args.parts)}.json").write_text(json.dumps({"paws_epochs": PAWS_EPOCHS, "rows": rows}, indent=2))
     cols = ["seed", "kmeans_acc", "scan_acc", "scan_nmi", "scan_ari", "self_label_acc", "self_label_nmi",
-            "self_label_ari", "paws_snn", "paws_linear", "supervised"]
+            "self_label_ari", "paws_snn", "paws_linear", "paws_finetuned", "supervised"]
     cols = [c for c in cols if c in rows[0]]
     print("| " + " | ".join(cols) + " |")
     for r in rows:

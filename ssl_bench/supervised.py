@@ -1,8 +1,10 @@
-"""A supervised-only baseline for semi-supervised methods: the same backbone trained from scratch with
-cross-entropy on the labelled subset alone (with augmentation), evaluated on the val split.
+"""Supervised training on a labelled subset: the supervised-only baseline of semi-supervised methods
+(the backbone from scratch), and fine-tuning of a pretrained backbone with the same recipe.
 
-PAWS's claim is that the unlabelled images help; this is the model it has to beat with the same
-labels. A plain loop (no Lightning run): a few hundred steps on a few hundred in-memory images.
+PAWS's claim is that the unlabelled images help: the supervised-only model is what it has to beat
+with the same labels, and fine-tuning the PAWS backbone with that same recipe (PAWS paper, Sec. 5,
+"fine-tuned" as opposed to PAWS-NN) isolates what its pretraining adds. A plain loop (no Lightning
+run): a few hundred steps on a few hundred in-memory images.
 """
 from __future__ import annotations
 
@@ -21,12 +23,16 @@ from .data.recipes import ViewAugment
 def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_classes: int,
                      backbone: str = "tiny_cnn", backbone_kwargs: dict | None = None, epochs: int = 100,
                      batch_size: int = 64, lr: float = 0.05, weight_decay: float = 5e-4,
-                     seed: int = 0) -> nn.Module:
+                     seed: int = 0, init: nn.Module | None = None) -> nn.Module:
     """Backbone + linear classifier trained on uint8 ``images`` / ``labels`` with ``view``'s
-    augmentation; SGD (momentum 0.9), cosine learning rate. Returns the classifier (eval mode)."""
+    augmentation; SGD (momentum 0.9), cosine learning rate. ``init``: a pretrained backbone of the
+    same architecture whose weights start the training (fine-tuning); None trains from scratch.
+    Returns the classifier (eval mode)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net, dim = build_backbone(backbone, **(backbone_kwargs or {}))
+    if init is not None:
+        net.load_state_dict(init.state_dict())
     model = nn.Sequential(net, nn.Linear(dim, num_classes))
     augment = BatchedViewAugment(view, generator=gen)
     steps_per_epoch = max(1, math.ceil(len(images) / batch_size))

@@ -21,20 +21,32 @@ from __future__ import annotations
 
 import pytest
 from test_learning import MARGIN, METHOD_ARGS, config
+from test_learning_zoo1 import zoo_config
+from test_learning_zoo2 import zoo2_config
 
 from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
 ER = {"er_entropy_weight": 1.0, "er_reconstruction": "vmf", "er_kappa": 10.0}
-EPOCHS = {"byol": 10, "simsiam": 10}
+# softmax heads (DINO, SwAV): cross-entropy reconstruction, entropy of the batch-mean softmax
+ER_SOFTMAX = {"er_entropy_weight": 1.0, "er_reconstruction": "cross_entropy"}
+EPOCHS = 10
 
 
 def er_config(method: str, tmp_path, seed: int | None = None) -> dict:
-    return config(method, tmp_path, seed=seed, method_args={**METHOD_ARGS[method], **ER}, epochs=EPOCHS[method])
+    """The method's learning-test settings (its own module's) with ER switched on, 10 epochs."""
+    if method == "dino":
+        cfg = zoo2_config(method, tmp_path, seed=seed, **ER_SOFTMAX)
+    elif method == "swav":
+        cfg = zoo_config(method, tmp_path, seed=seed, **ER_SOFTMAX)
+    else:
+        cfg = config(method, tmp_path, seed=seed, method_args={**METHOD_ARGS[method], **ER}, epochs=EPOCHS)
+    cfg["trainer"].update(max_epochs=EPOCHS, check_val_every_n_epoch=EPOCHS)
+    return cfg
 
 
-@pytest.mark.parametrize("method", list(EPOCHS))
+@pytest.mark.parametrize("method", ["byol", "simsiam", "dino", "swav"])
 def test_er_variant_beats_random_init(method, baseline, tmp_path):
     summary = pretrain(er_config(method, tmp_path))
     print(f"\n{method}-ER: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {baseline:.2f}%, "

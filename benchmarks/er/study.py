@@ -1,7 +1,8 @@
 """ER reproduction study at CPU scale (issue #11; Rodriguez-Galvez et al., ICML 2023, Sec. 5-6).
 
-BYOL vs BYOL-ER across batch sizes 16 / 64 / 256 and constant EMA coefficients 0 / 0.9 / 0.99,
-SimSiam vs SimSiam-ER across the same batch sizes, on a CIFAR-10 subset with the tiny CNN (24 runs;
+BYOL vs BYOL-ER and DINO vs DINO-ER across batch sizes 16 / 64 / 256 and constant EMA coefficients
+0 / 0.9 / 0.99, SimSiam vs SimSiam-ER across the same batch sizes, on a CIFAR-10 subset with the
+tiny CNN (42 runs;
 defaults: 1,000 training images (also the k-NN bank), 5 epochs, k-NN on 1,000 test images,
 seed 0; the learning tests' optimiser settings, lr scaled linearly with the batch size). Each run
 logs the collapse monitor's entropy / reconstruction (vMF, kappa 10, resubstitution) over training;
@@ -42,18 +43,26 @@ EMAS = (0.0, 0.9, 0.99)
 METHOD_ARGS = {
     "byol": {"optimizer": "lars", "lr": 2.0, "pred_hidden_dim": 256, "weight_decay": 1e-5},
     "simsiam": {"lr": 0.3, "pred_hidden_dim": 64, "weight_decay": 5e-4},
+    # tests/test_learning_zoo2.py's DINO; its head's bottleneck (the monitored embedding) is PROJ_DIM
+    "dino": {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-5, "bottleneck_dim": PROJ_DIM, "out_dim": 256,
+             "head_batch_norm": True, "teacher_temp": 0.04, "warmup_teacher_temp_epochs": 0, "clip_grad": 3.0},
 }
-AUGMENT = {"byol": "byol", "simsiam": "simclr"}
+AUGMENT = {"byol": "byol", "simsiam": "simclr", "dino": "byol"}
+EMA_METHODS = ("byol", "dino")
+# ER: vMF reconstruction for the continuous heads; DINO's softmax head reconstructs the teacher's
+# distribution by cross-entropy and takes the entropy of the batch-mean softmax (configs/*/dino_er.yaml)
 ER_ARGS = {"er_entropy_weight": 1.0, "er_reconstruction": "vmf", "er_kappa": KAPPA}
+ER_ARGS_BY_METHOD = {"dino": {"er_entropy_weight": 1.0, "er_reconstruction": "cross_entropy", "er_kappa": KAPPA}}
 
 
 def runs() -> list[dict]:
-    """Every cell of the study: method, ER or not, batch size, EMA (BYOL only)."""
+    """Every cell of the study: method, ER or not, batch size, EMA (BYOL and DINO only)."""
     cells = []
     for batch in BATCH_SIZES:
-        for ema in EMAS:
-            for er in (False, True):
-                cells.append({"method": "byol", "er": er, "batch": batch, "ema": ema})
+        for method in EMA_METHODS:
+            for ema in EMAS:
+                for er in (False, True):
+                    cells.append({"method": method, "er": er, "batch": batch, "ema": ema})
         for er in (False, True):
             cells.append({"method": "simsiam", "er": er, "batch": batch, "ema": None})
     return cells
@@ -77,7 +86,9 @@ def config(c: dict | None, out: Path, args: argparse.Namespace) -> dict:
         if c["ema"] is not None:
             model.update(base_tau=c["ema"], final_tau=c["ema"])  # a constant EMA coefficient
         if c["er"]:
-            model.update(ER_ARGS)
+            model.update(ER_ARGS_BY_METHOD.get(method, ER_ARGS))
+    if method == "dino":  # its head has bottleneck_dim / out_dim instead of proj_dim
+        model.pop("proj_dim")
     cfg["model"] = model
     cfg["data"] = {"dataset": "cifar10", "batch_size": c["batch"] if c else 64, "num_workers": 0,
                    "pipeline": "batched", "train_subset": args.train_subset, "val_subset": args.val_subset,
@@ -116,7 +127,9 @@ def plot(rows: list[dict], series: dict[str, dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for method in ("byol", "simsiam"):
+    for method in METHOD_ARGS:
+        if not any(r["method"] == method for r in rows):
+            continue
         fig, axes = plt.subplots(2, len(BATCH_SIZES), figsize=(5 * len(BATCH_SIZES), 7), squeeze=False)
         for col, batch in enumerate(BATCH_SIZES):
             for r in rows:
