@@ -62,9 +62,14 @@ def paws_config(folder: Path, seed: int = 0) -> dict:
                   augment=PAWS_AUGMENT, epochs=PAWS_EPOCHS)
 
 
+_SCRATCH: dict[int, float] = {}  # supervised-only accuracy per seed (two tests compare with it)
+
+
 def supervised_baseline(seed: int = 0, init=None) -> float:
     """Val top-1 of tiny_cnn trained on the labelled 10% that PAWS uses (same seed), from scratch or,
     with ``init`` (a pretrained backbone), fine-tuned from it with the same recipe."""
+    if init is None and seed in _SCRATCH:
+        return _SCRATCH[seed]
     cfg = paws_config(Path("unused"), seed)
     dm = build_datamodule(cfg["data"])
     train = dm.source.train
@@ -72,7 +77,10 @@ def supervised_baseline(seed: int = 0, init=None) -> float:
     view = view_augment("strong", dm.image_size, dm.mean, dm.std)
     model = train_supervised(train.images[idx], train.labels[idx], view, dm.num_classes,
                              backbone_kwargs=cfg["model"]["backbone_kwargs"], epochs=100, seed=seed, init=init)
-    return accuracy(model, dm.source.val.images, dm.source.val.labels, dm.eval_batch_transform)
+    top1 = accuracy(model, dm.source.val.images, dm.source.val.labels, dm.eval_batch_transform)
+    if init is None:
+        _SCRATCH[seed] = top1
+    return top1
 
 
 def paws_finetuned(folder: Path, seed: int = 0) -> float:
