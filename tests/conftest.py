@@ -23,3 +23,10 @@ def baseline(tmp_path_factory) -> float:
     from test_learning import random_init_knn
 
     return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
+
+
+@pytest.fixture(scope="session")
+def learning_runs(tmp_path_factory) -> Path:
+    """One folder for the session's learning-test runs, so that a run another module needs (the SCAN
+    test's SimCLR checkpoint is test_learning.py's SimCLR run) is trained once."""
+    return tmp_path_factory.mktemp("learning_runs")

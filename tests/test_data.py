@@ -20,6 +20,7 @@ from ssl_bench.data import cifar_archive
 from ssl_bench.data.datamodule import SSLDataModule
 from ssl_bench.data.samplers import ContiguousEvalSampler, ShuffledBatchSampler, trim_gathered
 from ssl_bench.data.sources import (CorruptImageError, DatasetNotFoundError, load_source, stratified_subset)
+from ssl_bench.data.worker_memory import keep_freed_memory
 
 SHARED = Path(__file__).resolve().parents[1] / "../shared/data"
 ARCHIVE = SHARED / "cifar10-jpeg.tar.gz"
@@ -309,9 +310,11 @@ def test_storage_device_and_loader_options_follow_the_trainer():
     dm.trainer = gpu_trainer
     assert dm.storage_device() == torch.device("cuda", 1)  # auto: this rank's GPU
     on_gpu = SimpleNamespace(images=torch.empty(2, 3, 4, 4, device="meta"))
-    assert dm._loader_kwargs(on_gpu) == {"num_workers": 0, "persistent_workers": False, "pin_memory": False}
+    assert dm._loader_kwargs(on_gpu) == {"num_workers": 0, "persistent_workers": False, "worker_init_fn": None,
+                                         "pin_memory": False}
     on_cpu = SimpleNamespace(images=torch.empty(2, 3, 4, 4))
-    assert dm._loader_kwargs(on_cpu) == {"num_workers": 3, "persistent_workers": True, "pin_memory": True}
+    assert dm._loader_kwargs(on_cpu) == {"num_workers": 3, "persistent_workers": True,
+                                         "worker_init_fn": keep_freed_memory, "pin_memory": True}
     for kw in ({"in_memory_device": "cpu"}, {"pipeline": "per_image"}):
         other = SSLDataModule("digits", **kw)
         other.trainer = gpu_trainer

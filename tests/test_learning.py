@@ -99,27 +99,28 @@ def untrained_knn(cfg: dict, tmp_path) -> float:
 _SUMMARIES: dict[tuple[str, str], dict] = {}
 
 
-def pretrained(method: str, tmp_path, pipeline: str = "batched") -> dict:
-    """Pretrain once per (method, pipeline) in this module; later tests reuse the summary."""
+def pretrained(method: str, folder, pipeline: str = "batched") -> dict:
+    """Pretrain once per (method, pipeline) into ``folder`` (the session's ``learning_runs``); later
+    tests reuse the summary, and test_scan_paws_learning.py the SimCLR checkpoint."""
     if (method, pipeline) not in _SUMMARIES:
-        _SUMMARIES[method, pipeline] = pretrain(config(method, tmp_path, pipeline))
+        _SUMMARIES[method, pipeline] = pretrain(config(method, folder, pipeline))
     return _SUMMARIES[method, pipeline]
 
 
 @pytest.mark.parametrize("method", list(METHOD_ARGS))
-def test_method_beats_random_init(method, baseline, tmp_path):
-    summary = pretrained(method, tmp_path)
+def test_method_beats_random_init(method, baseline, learning_runs):
+    summary = pretrained(method, learning_runs)
     print(f"\n{method}: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {baseline:.2f}%, "
           f"probe {summary['val_linear_top1']:.2f}%, rankme {summary['rankme']:.1f}")
     assert summary["val_knn_top1"] > baseline + MARGIN
-    assert json.loads((tmp_path / f"{method}-batched" / "summary.json").read_text())["val_knn_top1"] is not None
+    assert json.loads((learning_runs / f"{method}-batched" / "summary.json").read_text())["val_knn_top1"] is not None
 
 
-def test_batched_pipeline_learns_as_well_as_per_image(baseline, tmp_path):
+def test_batched_pipeline_learns_as_well_as_per_image(baseline, learning_runs):
     """Issue #3: same recipe, same schedule; the batched on-device pipeline and torchvision's
     per-image pipeline reach the same k-NN accuracy within run-to-run noise (a few points here)."""
-    batched = pretrained("simclr", tmp_path)["val_knn_top1"]
-    per_image = pretrained("simclr", tmp_path, pipeline="per_image")["val_knn_top1"]
+    batched = pretrained("simclr", learning_runs)["val_knn_top1"]
+    per_image = pretrained("simclr", learning_runs, pipeline="per_image")["val_knn_top1"]
     print(f"\nsimclr k-NN top-1: batched {batched:.2f}%, per-image {per_image:.2f}%, random init {baseline:.2f}%")
     assert per_image > baseline + MARGIN
     assert abs(batched - per_image) < 3.0

@@ -209,8 +209,10 @@ def test_ctrl_c_is_one_line_exit_130_and_console_is_clean(repo, tmp_path):
     args = ["pretrain", "--config", str(repo / "configs/digits/simclr.yaml"), "--run.dir", str(tmp_path),
             "--run.name", "r", "--trainer.max_epochs", "2", "--model", "test_reliability.SignalAtStep",
             "--trainer.log_every_n_steps", "1", "--run.ckpt_every_n_steps", "12"]
+    # a test runner started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the child the default disposition
     proc = subprocess.run([sys.executable, "-m", "ssl_bench.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.returncode == 130, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     ckpt = tmp_path / "r/checkpoints/last.ckpt"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from test_learning import DATA, MARGIN, config, random_init_knn
+from test_learning import DATA, MARGIN, config
 from ssl_bench.data.labelled import labelled_indices
 from ssl_bench.pretrain import build_datamodule, pretrain
 from ssl_bench.scan import ScanSettings, load_checkpoint, run_scan, view_augment
@@ -95,8 +95,9 @@ def paws_finetuned(folder: Path, seed: int = 0) -> float:
     return supervised_baseline(seed, init=method.backbone)
 
 
-def test_scan_beats_kmeans_on_the_same_features(tmp_path):
-    summary = run_scan(simclr_checkpoint(tmp_path), SCAN_SETTINGS(0), out=tmp_path / "scan")
+def test_scan_beats_kmeans_on_the_same_features(learning_runs, tmp_path):
+    """On test_learning.py's SimCLR run (the same config: trained here only if that module did not run)."""
+    summary = run_scan(simclr_checkpoint(learning_runs), SCAN_SETTINGS(0), out=tmp_path / "scan")
     print(f"\nk-means {summary['kmeans']}, SCAN {summary['scan']['acc']:.1f}, self-label "
           f"{summary['self_label']['acc']:.1f}")
     assert summary["scan"]["acc"] > summary["kmeans"]["acc"]
@@ -115,10 +116,9 @@ def paws_metrics(tmp_path) -> dict:
     return _PAWS["metrics"]
 
 
-def test_paws_learns(tmp_path):
+def test_paws_learns(baseline, tmp_path):
     assert DATA["train_subset"] * LABEL_FRACTION == 400
     knn = paws_metrics(tmp_path)["val_knn_top1"]
-    baseline = random_init_knn("simclr", tmp_path / "baseline")
     print(f"\nPAWS k-NN {knn:.2f}% vs random init {baseline:.2f}%")
     assert knn > baseline + MARGIN
 
