@@ -268,7 +268,7 @@ def train_self_label(model: ClusterModel, head: int, images: Tensor, s: ScanSett
             loss.backward()
             opt.step()
             confident += int((weak_logits.softmax(1).max(1).values > s.threshold).sum())
-            total, seen, steps = total + float(loss), seen + len(idx), steps + 1
+            total, seen, steps = total + float(loss.detach()), seen + len(idx), steps + 1
         history.append({"loss": total / max(1, steps), "confident": confident / max(1, seen)})
     return history
 
