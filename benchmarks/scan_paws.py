@@ -8,6 +8,7 @@ that same recipe. Writes ``<out>/results.json`` and prints a
 table. Runs that already have a summary.json in ``<out>`` are reused.
 
     OMP_NUM_THREADS=1 python benchmarks/scan_paws.py --seeds 0 1 2 --out runs/bench-scan-paws [--parts scan paws]
+        [--paws-args '{"support_per_class": 4}']   (replaces entries of the test's PAWS_ARGS; use its own --out)
 """
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ from ssl_bench.pretrain import pretrain  # noqa: E402
 from ssl_bench.scan import run_scan  # noqa: E402
 
 
-def one_seed(seed: int, out: Path, parts: list[str]) -> dict:
+def one_seed(seed: int, out: Path, parts: list[str], paws_args: dict) -> dict:
     row: dict = {"seed": seed}
     t = time.perf_counter()
     if "scan" in parts:
         row.update(scan_part(seed, out))
     if "paws" in parts:
-        row.update(paws_part(seed, out))
+        row.update(paws_part(seed, out, paws_args))
     row["seconds"] = round(time.perf_counter() - t, 1)
     return row
 
@@ -52,9 +53,9 @@ def scan_part(seed: int, out: Path) -> dict:
     return row
 
 
-def paws_part(seed: int, out: Path) -> dict:
+def paws_part(seed: int, out: Path, paws_args: dict) -> dict:
     paws_dir = out / f"seed{seed}" / "paws"
-    cfg = paws_config(paws_dir, seed)
+    cfg = paws_config(paws_dir, seed, paws_args)
     summary_file = paws_dir / cfg["run"]["name"] / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else pretrain(cfg)
     metrics = summary["all_metrics"]
@@ -68,12 +69,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/bench-scan-paws")
     parser.add_argument("--parts", nargs="+", choices=["scan", "paws"], default=["scan", "paws"])
+    parser.add_argument("--paws-args", type=json.loads, default={},
+                        help="JSON object of PAWS method arguments replacing the test's PAWS_ARGS")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in args.seeds:
-        rows.append(one_seed(seed, out, args.parts))
+        rows.append(one_seed(seed, out, args.parts, args.paws_args))
         print(json.dumps(rows[-1]), flush=True)
         (out / f"results-{'-'.join(args.parts)}.json").write_text(json.dumps({"paws_epochs": PAWS_EPOCHS, "rows": rows}, indent=2))
     cols = ["seed", "kmeans_acc", "scan_acc", "scan_nmi", "scan_ari", "self_label_acc", "self_label_nmi",
