@@ -26,7 +26,9 @@ class PAWS(BaseMethod):
     smoothed by ``label_smoothing`` 0.1) is trained towards the other global view's sharpened
     prediction (Eq. 2, T = ``sharpen_temperature`` 0.25; small crops towards the mean of the two),
     plus mean-entropy maximisation over the global batch (``me_max``). Paper CIFAR-10: WRN-28-2,
-    4,000 labels, 6 small crops, 96.0% top-1 with the soft-NN classifier.
+    4,000 labels, 6 small crops, 96.0% top-1 with the soft-NN classifier. The official CIFAR-10
+    support batch is 2.5x the unlabelled batch (640 against 256); ``support_per_class`` defaults
+    to 4 only so that tiny labelled subsets (digits) work, and should be sized up to that ratio.
 
     Evaluation (each validation): ``val_snn_top1`` (soft-NN classifier on the projector embeddings
     against the whole labelled subset) and ``val_fewlabel_linear_top1`` (a linear head trained on the
