@@ -3,7 +3,7 @@ neighbours are mined on, which features the clustering heads sit on, whether sel
 updates the backbone, and how long the SimCLR pretext ran. Baselines: k-means on the frozen
 backbone features (the test's baseline) and on the frozen projector output.
 
-    OMP_NUM_THREADS=1 python benchmarks/scan_ablations.py --seeds 0 1 2 [--simclr-epochs 40] \\
+    OMP_NUM_THREADS=1 python benchmarks/scan_ablations.py --seeds 0 1 2 [--simclr-epochs 14] \\
         --variants '{"test": {}, "projector": {"mine_on": "projector", "heads_on": "projector"}}'
 
 Variant keys: ``mine_on`` / ``heads_on`` (``backbone`` or ``projector``), ``self_label_backbone``
@@ -25,22 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
-from test_learning import config  # noqa: E402
-from test_scan_paws_learning import SCAN_SETTINGS  # noqa: E402
+from test_scan_paws_learning import SCAN_SETTINGS, simclr_checkpoint  # noqa: E402
 
 from ssl_bench import scan  # noqa: E402
 from ssl_bench.data.batched_augment import BatchedViewAugment  # noqa: E402
 from ssl_bench.metrics.clustering import clustering_metrics  # noqa: E402
-from ssl_bench.pretrain import build_datamodule, pretrain  # noqa: E402
-
-
-def simclr_run(out: Path, seed: int, epochs: int) -> Path:
-    """Checkpoint of the learning-test SimCLR config trained for ``epochs`` (trained once)."""
-    cfg = config("simclr", out / f"simclr-e{epochs}" / f"seed{seed}", seed=seed, epochs=epochs)
-    run = Path(cfg["run"]["dir"]) / cfg["run"]["name"]
-    if not (run / "summary.json").is_file():
-        pretrain(cfg)
-    return run / "checkpoints" / "last.ckpt"
+from ssl_bench.pretrain import build_datamodule  # noqa: E402
 
 
 def acc(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -82,13 +72,13 @@ def one_run(ckpt: Path, seed: int, mine_on: str = "backbone", heads_on: str = "b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--simclr-epochs", type=int, default=14)
+    parser.add_argument("--simclr-epochs", type=int, default=40, help="the SCAN test's pretext length")
     parser.add_argument("--variants", type=json.loads, default={"test": {}})
     parser.add_argument("--out", default="runs/scan-ablations")
     args = parser.parse_args()
     for name, kwargs in args.variants.items():
         for seed in args.seeds:
-            ckpt = simclr_run(Path(args.out), seed, args.simclr_epochs)
+            ckpt = simclr_checkpoint(Path(args.out) / f"seed{seed}", seed, args.simclr_epochs)
             row = one_run(ckpt, seed, **kwargs)
             row["scan_minus_kmeans_backbone"] = round(row["scan"] - row["kmeans_backbone"], 1)
             print(json.dumps({"variant": name, "simclr_epochs": args.simclr_epochs, **row}), flush=True)

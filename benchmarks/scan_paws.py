@@ -1,7 +1,7 @@
 """SCAN and PAWS on a CIFAR-10 subset with the tiny CNN, over seeds (issue #12).
 
 For each seed: pretrain SimCLR with the learning-test settings (tests/test_learning.py: 4,000
-training images, tiny_cnn width 16, 14 epochs), run SCAN on its checkpoint (k-means on the same
+training images, tiny_cnn width 16, 40 epochs for SCAN), run SCAN on its checkpoint (k-means on the same
 frozen features is the baseline), pretrain PAWS with 10% of the labels, and train the same
 backbone supervised-only on the same labelled images, and the PAWS backbone fine-tuned on them with
 that same recipe. Writes ``<out>/results.json`` and prints a

@@ -27,6 +27,6 @@ def baseline(tmp_path_factory) -> float:
 
 @pytest.fixture(scope="session")
 def learning_runs(tmp_path_factory) -> Path:
-    """One folder for the session's learning-test runs, so that a run another module needs (the SCAN
-    test's SimCLR checkpoint is test_learning.py's SimCLR run) is trained once."""
+    """One folder for the session's learning-test runs, so that a run several tests or modules
+    need is trained once (test_learning.py's runs, the SCAN test's SimCLR checkpoint)."""
     return tmp_path_factory.mktemp("learning_runs")
