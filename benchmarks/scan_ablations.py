@@ -28,7 +28,6 @@ import torch  # noqa: E402
 from test_scan_paws_learning import SCAN_SETTINGS, simclr_checkpoint  # noqa: E402
 
 from ssl_bench import scan  # noqa: E402
-from ssl_bench.data.batched_augment import BatchedViewAugment  # noqa: E402
 from ssl_bench.metrics.clustering import clustering_metrics  # noqa: E402
 from ssl_bench.pretrain import build_datamodule  # noqa: E402
 
@@ -52,19 +51,16 @@ def one_run(ckpt: Path, seed: int, mine_on: str = "backbone", heads_on: str = "b
     neighbors = scan.mine_neighbors(train_x[mine_on], s.num_neighbors, s.chunk_size)
     row = {"seed": seed, "nb": round(scan.neighbor_accuracy(neighbors, train.labels), 1)}
     for k in encoders:
-        row[f"kmeans_{k}"] = acc(scan.kmeans_predict(train_x[k], val_x[k], 10, s.kmeans_init, s.seed), val.labels)
-    model = scan.ClusterModel(encoders[heads_on], train_x[heads_on].shape[1], 10, s.num_heads)
-    mean, std = tuple(dm.mean), tuple(dm.std)
-    strong, weak = (BatchedViewAugment(scan.view_augment(kind, dm.image_size, mean, std), generator=gen)
-                    for kind in ("strong", "weak"))
-    augment = {"strong": strong, "weak": weak, "none": None}[s.scan_augment]
-    scan.train_scan(model, train.images, neighbors, s, augment, norm, gen)
+        row[f"kmeans_{k}"] = acc(scan.kmeans_predict(train_x[k], val_x[k], dm.num_classes, s.kmeans_init, s.seed), val.labels)
+    model = scan.ClusterModel(encoders[heads_on], train_x[heads_on].shape[1], dm.num_classes, s.num_heads)
+    views = scan.batched_views(dm, gen)
+    scan.train_scan(model, train.images, neighbors, s, views[s.scan_augment], norm, gen)
     losses = scan.head_losses(model, train.images, neighbors, norm, s)
     best = min(range(len(losses)), key=losses.__getitem__)
     row["scan"] = acc(scan.predict(model, best, val.images, norm), val.labels)
     sl = dataclasses.replace(s, update_backbone=self_label_backbone, lr=self_label_lr or s.lr)
     model.backbone.requires_grad_(self_label_backbone)
-    scan.train_self_label(model, best, train.images, sl, weak, strong, gen)
+    scan.train_self_label(model, best, train.images, sl, views["weak"], views["strong"], gen)
     row["self_label"] = acc(scan.predict(model, 0, val.images, norm), val.labels)
     return row
 

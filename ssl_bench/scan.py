@@ -97,6 +97,16 @@ def view_augment(kind: str, size: int, mean: tuple, std: tuple) -> ViewAugment:
                        hue=0.1, mean=tuple(mean), std=tuple(std))
 
 
+def batched_views(dm, gen: torch.Generator) -> dict[str, BatchedViewAugment | None]:
+    """The batched ``strong`` and ``weak`` views of ``dm``'s images (``none``: no augmentation),
+    all drawing from ``gen``."""
+    mean, std = tuple(dm.mean), tuple(dm.std)
+    views: dict[str, BatchedViewAugment | None] = {
+        kind: BatchedViewAugment(view_augment(kind, dm.image_size, mean, std), generator=gen)
+        for kind in ("strong", "weak")}
+    return {**views, "none": None}
+
+
 class ClusterModel(nn.Module):
     """Backbone + ``num_heads`` linear clustering heads (SCAN's ``ClusteringModel``), with the
     features standardised first (BatchNorm without affine parameters; not in the official model:
@@ -335,11 +345,8 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
 
     # 2. SCAN step
     model = ClusterModel(backbone, method.feature_dim, num_clusters, s.num_heads).to(dev)
-    mean, std = tuple(dm.mean), tuple(dm.std)
-    strong = BatchedViewAugment(view_augment("strong", dm.image_size, mean, std), generator=gen)
-    weak = BatchedViewAugment(view_augment("weak", dm.image_size, mean, std), generator=gen)
-    augment = {"strong": strong, "weak": weak, "none": None}[s.scan_augment]
-    history = train_scan(model, images, neighbors, s, augment, normalise, gen)
+    views = batched_views(dm, gen)
+    history = train_scan(model, images, neighbors, s, views[s.scan_augment], normalise, gen)
     head_loss = head_losses(model, images, neighbors, normalise, s)
     best = min(range(len(head_loss)), key=head_loss.__getitem__)
     summary["scan"] = {**clustering_metrics(predict(model, best, val.images, normalise), val.labels),
@@ -347,7 +354,7 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
     log(f"SCAN (head {best} of {s.num_heads}): {_fmt(summary['scan'])}")
 
     # 3. self-labelling
-    sl_history = train_self_label(model, best, images, s, weak, strong, gen)
+    sl_history = train_self_label(model, best, images, s, views["weak"], views["strong"], gen)
     summary["self_label"] = {**clustering_metrics(predict(model, 0, val.images, normalise), val.labels),
                              "epochs": sl_history}
     log(f"self-labelling: {_fmt(summary['self_label'])}")
