@@ -5,7 +5,7 @@
 
 1. mines the K nearest neighbours (K = 20, cosine similarity of the frozen backbone's features of
    the un-augmented training images; chunked, cached as ``neighbors.pt`` in the output directory)
-   and, as a baseline, runs k-means (scikit-learn) on the same frozen features;
+   and, as a baseline, runs k-means (scikit-learn) on the frozen features the heads will use;
 2. SCAN step (Sec. 2.2): several linear clustering heads on the backbone, all trained at once with
    the SCAN loss (neighbour consistency - 5.0 x entropy of the mean assignment, Eq. 2), the
    backbone fine-tuned too (the official CIFAR setting); the head with the lowest SCAN loss over the
@@ -13,10 +13,15 @@
 3. self-labelling (Sec. 2.3): confident samples (weak-view probability > 0.99) supervise the
    strongly augmented view (the project's batched augmentation) with class-balanced cross-entropy.
 
+``mine_on`` / ``heads_on`` move the mining or the heads to the pretext's projector output (the
+official code mines there; the issue and the default use the backbone), and ``self_label_lr`` /
+``self_label_update_backbone`` set stage 3 apart from stage 2.
+
 After each stage clustering accuracy (Hungarian matching), NMI and ARI on the val split are
 reported; everything lands in the output directory (default ``<run dir>/scan``): ``summary.json``,
-``neighbors.pt`` and ``scan_model.pt`` (backbone + best head after self-labelling). An output
-directory that already holds a ``summary.json`` is never overwritten silently.
+``neighbors.pt`` and ``scan_model.pt`` (the network under the heads + the best head after
+self-labelling). An output directory that already holds a ``summary.json`` is never overwritten
+silently.
 
 The training loops are plain PyTorch rather than a Lightning run: both stages are a few hundred
 steps over in-memory images with no callbacks, checkpoints or multi-device needs, and a plain loop
@@ -63,6 +68,10 @@ class ScanSettings:
     class_balance: bool = True       # self-labelling class weights [True]
     scan_augment: str = "strong"     # SCAN-step views of anchors and neighbours: strong, weak or none
     update_backbone: bool = True     # [True: both stages update the whole network]
+    mine_on: str = "backbone"        # neighbours from: backbone or projector [the official code: projector]
+    heads_on: str = "backbone"       # clustering heads on: backbone or projector (then it is fine-tuned too) [backbone]
+    self_label_lr: float | None = None              # stage 3's Adam lr; None: lr [1e-4]
+    self_label_update_backbone: bool | None = None  # None: update_backbone [True]
     chunk_size: int = 1024           # neighbour mining: query rows per similarity matrix
     kmeans_init: int = 10            # k-means restarts (scikit-learn's n_init)
     seed: int = 0
@@ -80,11 +89,17 @@ class ScanSettings:
             raise ConfigError(f"scan.threshold must be in (0, 1), got {self.threshold}")
         if self.scan_augment not in AUGMENTS:
             raise ConfigError(f"scan.scan_augment must be one of {', '.join(AUGMENTS)}, got '{self.scan_augment}'")
+        for name in ("mine_on", "heads_on"):
+            if getattr(self, name) not in FEATURES:
+                raise ConfigError(f"scan.{name} must be one of {', '.join(FEATURES)}, got '{getattr(self, name)}'")
+        if self.self_label_lr is not None and not self.self_label_lr > 0:
+            raise ConfigError(f"scan.self_label_lr must be > 0, got {self.self_label_lr}")
         if self.num_clusters is not None and self.num_clusters < 2:
             raise ConfigError(f"scan.num_clusters must be >= 2, got {self.num_clusters}")
 
 
 AUGMENTS = ("strong", "weak", "none")
+FEATURES = ("backbone", "projector")
 
 
 def view_augment(kind: str, size: int, mean: tuple, std: tuple) -> ViewAugment:
@@ -143,6 +158,16 @@ def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]
     return model, cfg, run_dir
 
 
+def feature_encoders(method: BaseMethod) -> dict[str, nn.Module]:
+    """Copies of the pretrained ``backbone`` and, where the method has one, ``projector`` (the
+    backbone followed by the projection head; the two share the copied backbone)."""
+    backbone = copy.deepcopy(method.backbone)
+    encoders: dict[str, nn.Module] = {"backbone": backbone}
+    if isinstance(getattr(method, "projector", None), nn.Module):
+        encoders["projector"] = nn.Sequential(backbone, copy.deepcopy(method.projector))
+    return encoders
+
+
 @torch.no_grad()
 def embed(backbone: nn.Module, images: Tensor, normalise, batch_size: int = 512) -> Tensor:
     """Backbone features (float32) of uint8 ``images`` in eval mode, ``normalise`` mapping uint8 to input."""
@@ -194,9 +219,10 @@ def kmeans_predict(train_x: Tensor, val_x: Tensor, num_clusters: int, n_init: in
 
 # --------------------------------------------------------------------------- the two stages
 
-def _adam(model: ClusterModel, s: ScanSettings, train_backbone: bool) -> torch.optim.Optimizer:
+def _adam(model: ClusterModel, lr: float, weight_decay: float, train_backbone: bool) -> torch.optim.Optimizer:
+    model.backbone.requires_grad_(train_backbone)  # frozen: no backward through the backbone
     params = list(model.heads.parameters()) + (list(model.backbone.parameters()) if train_backbone else [])
-    return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
@@ -211,8 +237,7 @@ def train_scan(model: ClusterModel, images: Tensor, neighbors: Tensor, s: ScanSe
     """SCAN step: every head minimises Eq. 2 on (anchor, random neighbour) pairs, augmented by
     ``augment`` (``None``: un-augmented). With a frozen backbone and no augmentation the features
     are computed once and only the heads run per step. Returns the mean loss per head per epoch."""
-    model.backbone.requires_grad_(s.update_backbone)  # frozen: no backward through the backbone
-    opt = _adam(model, s, s.update_backbone)
+    opt = _adam(model, s.lr, s.weight_decay, s.update_backbone)
     device = next(model.parameters()).device
     feats = embed(model.backbone, images, normalise) if augment is None and not s.update_backbone else None
     history = []
@@ -257,10 +282,12 @@ def head_losses(model: ClusterModel, images: Tensor, neighbors: Tensor, normalis
 
 def train_self_label(model: ClusterModel, head: int, images: Tensor, s: ScanSettings,
                      weak: BatchedViewAugment, strong: BatchedViewAugment, gen: torch.Generator) -> list[dict]:
-    """Self-labelling with head ``head`` (the others are dropped); returns per-epoch loss and the
-    fraction of confident samples."""
+    """Self-labelling with head ``head`` (the others are dropped), at ``self_label_lr`` and
+    ``self_label_update_backbone`` where set; returns per-epoch loss and the fraction of confident
+    samples."""
     model.heads = nn.ModuleList([model.heads[head]])
-    opt = _adam(model, s, s.update_backbone)
+    update_backbone = s.update_backbone if s.self_label_update_backbone is None else s.self_label_update_backbone
+    opt = _adam(model, s.self_label_lr or s.lr, s.weight_decay, update_backbone)
     device = next(model.parameters()).device
     history = []
     for _ in range(s.self_label_epochs):
@@ -268,7 +295,7 @@ def train_self_label(model: ClusterModel, head: int, images: Tensor, s: ScanSett
         for idx in _batches(len(images), s.batch_size, gen):
             batch = images[idx].to(device)
             model.train()
-            if not s.update_backbone:
+            if not update_backbone:
                 model.backbone.eval()
             with torch.no_grad():
                 weak_logits = model(weak(batch))[0]
@@ -323,28 +350,31 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
     normalise = dm.eval_batch_transform
     train, val = src.train, src.val
     images, labels = train.images, train.labels  # type: ignore[assignment]
-    backbone = copy.deepcopy(method.backbone).to(dev)
+    encoders = feature_encoders(method)
+    if {s.mine_on, s.heads_on} - set(encoders):
+        raise ConfigError(f"scan: {type(method).__name__} has no projector; mine_on and heads_on must be backbone")
     start = time.perf_counter()
     summary: dict[str, Any] = {"checkpoint": str(ckpt), "method": type(method).__name__,
                                "dataset": cfg["data"]["dataset"], "train_size": len(train),
                                "val_size": len(val), "num_clusters": num_clusters, "settings": asdict(s)}
 
-    # 1. neighbours and the k-means baseline on the frozen features
-    train_x = embed(backbone, images, normalise)
-    val_x = embed(backbone, val.images, normalise)  # type: ignore[arg-type]
+    # 1. neighbours, and the k-means baseline on the frozen features the heads will use
+    train_x = {name: embed(encoders[name].to(dev), images, normalise) for name in {s.mine_on, s.heads_on}}
+    val_x = embed(encoders[s.heads_on], val.images, normalise)  # type: ignore[arg-type]
     ckpt_stat = Path(ckpt).stat()
     key = {"checkpoint": str(Path(ckpt).resolve()), "size": ckpt_stat.st_size, "mtime": ckpt_stat.st_mtime_ns,
-           "k": s.num_neighbors, "n": len(train), "data": {k: str(v) for k, v in sorted(cfg["data"].items())}
+           "k": s.num_neighbors, "n": len(train), "mine_on": s.mine_on,
+           "data": {k: str(v) for k, v in sorted(cfg["data"].items())}
            | {k: str(v) for k, v in sorted((data_overrides or {}).items())}}
     neighbors = cached_neighbors(out_dir / "neighbors.pt", key,
-                                 lambda: mine_neighbors(train_x, s.num_neighbors, s.chunk_size)).cpu()
+                                 lambda: mine_neighbors(train_x[s.mine_on], s.num_neighbors, s.chunk_size)).cpu()
     summary["neighbor_accuracy"] = neighbor_accuracy(neighbors, labels)
-    km = kmeans_predict(train_x, val_x, num_clusters, s.kmeans_init, s.seed)
+    km = kmeans_predict(train_x[s.heads_on], val_x, num_clusters, s.kmeans_init, s.seed)
     summary["kmeans"] = clustering_metrics(km, val.labels)
     log(f"neighbours: {summary['neighbor_accuracy']:.1f}% share the label; k-means {_fmt(summary['kmeans'])}")
 
     # 2. SCAN step
-    model = ClusterModel(backbone, method.feature_dim, num_clusters, s.num_heads).to(dev)
+    model = ClusterModel(encoders[s.heads_on], val_x.shape[1], num_clusters, s.num_heads).to(dev)
     views = batched_views(dm, gen)
     history = train_scan(model, images, neighbors, s, views[s.scan_augment], normalise, gen)
     head_loss = head_losses(model, images, neighbors, normalise, s)
@@ -361,7 +391,7 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["out_dir"] = str(out_dir)
     torch.save({"backbone": model.backbone.state_dict(), "head": model.heads[0].state_dict(),
-                "num_clusters": num_clusters}, out_dir / "scan_model.pt")
+                "num_clusters": num_clusters, "heads_on": s.heads_on}, out_dir / "scan_model.pt")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -71,3 +71,37 @@ def test_scan_bad_input_is_one_line(digits_ckpt, tmp_path, capsys):
     assert "only --data.<key> overrides" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="num_heads"):
         run_scan(digits_ckpt, ScanSettings(num_heads=0), out=tmp_path / "o2")
+
+
+def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monkeypatch):
+    """``mine_on`` / ``heads_on``: projector mines on (and clusters) the projection output, and the
+    neighbour cache is keyed by it; ``self_label_update_backbone`` decides alone whether stage 3
+    moves the network under the heads (stage 2 runs no epochs here)."""
+    from ssl_bench import scan
+
+    method, cfg, _ = scan.load_checkpoint(digits_ckpt)
+    encoders = scan.feature_encoders(method)
+    assert set(encoders) == {"backbone", "projector"} and encoders["projector"][0] is encoders["backbone"]
+    s = ScanSettings(scan_epochs=0, self_label_epochs=1, num_heads=2, kmeans_init=1, batch_size=64,
+                     num_neighbors=5, mine_on="projector", heads_on="projector")
+    run_scan(digits_ckpt, ScanSettings(**{**s.__dict__, "mine_on": "backbone"}), out=tmp_path / "o",
+             log=lambda _: None)
+    run_scan(digits_ckpt, s, out=tmp_path / "o", overwrite=True, log=lambda _: None)  # must not reuse
+    dm = scan.build_datamodule(cfg["data"])
+    proj_x = scan.embed(encoders["projector"], dm.source.train.images, dm.eval_batch_transform)
+    cached = torch.load(tmp_path / "o/neighbors.pt", weights_only=True)["indices"]
+    assert torch.equal(cached, mine_neighbors(proj_x, 5))
+    pretrained = encoders["projector"].state_dict()
+    for update, out in ((False, "frozen"), (True, "tuned")):
+        run_scan(digits_ckpt, ScanSettings(**{**s.__dict__, "update_backbone": not update,
+                                              "self_label_update_backbone": update}),
+                 out=tmp_path / out, log=lambda _: None)
+        saved = torch.load(tmp_path / out / "scan_model.pt", weights_only=True)
+        assert saved["heads_on"] == "projector" and saved["head"]["weight"].shape[1] == proj_x.shape[1]
+        same = all(torch.equal(saved["backbone"][k], v) for k, v in pretrained.items() if v.is_floating_point())
+        assert same is not update, out
+    monkeypatch.setattr(scan, "feature_encoders", lambda m: {"backbone": m.backbone})  # a method without one
+    with pytest.raises(ConfigError, match="has no projector"):
+        run_scan(digits_ckpt, s, out=tmp_path / "p")
+    with pytest.raises(ConfigError, match="scan.mine_on must be one of backbone, projector"):
+        run_scan(digits_ckpt, ScanSettings(mine_on="head"), out=tmp_path / "q")
