@@ -9,6 +9,7 @@
     ssl-bench sweep configs/sweeps/digits-small.yaml
     ssl-bench report runs/sweeps/digits-small
     ssl-bench scan --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --scan_epochs 20
+    ssl-bench scan --config configs/scan/cifar10.yaml
 
 Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
 full traceback. Ctrl-C ends with one line saying which checkpoint was kept (exit code 130).
@@ -130,13 +131,19 @@ def _list(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def _scan(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import apply_overrides, load_config
-    from .scan import run_scan, settings_from_args
+    from .errors import ConfigError
+    from .scan import load_job, run_scan, settings_from_args
 
     data = apply_overrides(load_config(None), overrides)
     if any(data[s] for s in ("model", "trainer")):
         raise ValueError("ssl-bench scan takes only --data.<key> overrides")
-    summary = run_scan(args.ckpt, settings_from_args(args), out=args.out, overwrite=args.overwrite,
-                       data_overrides=data["data"], device=args.device)
+    job = load_job(args.config) if args.config else {}
+    ckpt = args.ckpt or job.get("ckpt")
+    if not ckpt:
+        raise ConfigError("ssl-bench scan needs a checkpoint: --ckpt CKPT, or a --config file with 'ckpt: CKPT'")
+    summary = run_scan(ckpt, settings_from_args(args, job.get("scan")), out=args.out or job.get("out"),
+                       overwrite=args.overwrite, data_overrides={**job.get("data", {}), **data["data"]},
+                       device=args.device or job.get("device"))
     print(f"SCAN on {summary['method']} / {summary['dataset']}: results in {summary['out_dir']}")
     return 0
 
@@ -191,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .scan import add_arguments as scan_arguments
 
     c = sub.add_parser("scan", help="SCAN clustering (neighbours, SCAN heads, self-labelling) on a checkpoint",
-                       description="Reads config.yaml of the checkpoint's run; --data.<key> overrides apply")
+                       description="Reads config.yaml of the checkpoint's run; settings from --config (a SCAN job "
+                                   "file), then --<setting> and --data.<key> on the command line")
     scan_arguments(c)
     c.set_defaults(func=_scan)
     return parser

@@ -38,13 +38,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 from . import losses
-from .config import load_config, resolve_class
+from .config import check_kwargs, check_types, load_config, parse_yaml, resolve_class
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import ViewAugment
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
 from .pretrain import build_datamodule
@@ -411,9 +412,11 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_arguments(parser) -> None:
-    """``ssl-bench scan`` options: ``--ckpt``, ``--out``, ``--overwrite`` and one ``--<setting>``
-    per :class:`ScanSettings` field (``--scan_epochs 10``, ``--num_heads 5``, ...)."""
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by ssl-bench pretrain")
+    """``ssl-bench scan`` options: ``--ckpt`` or ``--config``, ``--out``, ``--overwrite`` and one
+    ``--<setting>`` per :class:`ScanSettings` field (``--scan_epochs 10``, ``--num_heads 5``, ...)."""
+    parser.add_argument("--ckpt", help="a checkpoint written by ssl-bench pretrain (overrides the config's ckpt)")
+    parser.add_argument("--config", help="a SCAN job file (YAML): ckpt, out, device, scan (settings), data "
+                                         "(see configs/scan/)")
     parser.add_argument("--out", default=None, help="output directory (default: <run dir>/scan)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier result in the output directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -423,6 +426,34 @@ def add_arguments(parser) -> None:
         parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {f.default}")
 
 
-def settings_from_args(args) -> ScanSettings:
-    return ScanSettings(**{f.name: getattr(args, f.name) for f in fields(ScanSettings)
-                           if getattr(args, f.name) is not None})
+def settings_from_args(args, base: dict[str, Any] | None = None) -> ScanSettings:
+    """``base`` settings (a job file's ``scan`` section) with the command line's ``--<setting>`` on top."""
+    given = {f.name: getattr(args, f.name) for f in fields(ScanSettings) if getattr(args, f.name) is not None}
+    return ScanSettings(**{**(base or {}), **given})
+
+
+JOB_KEYS: dict[str, Any] = {"ckpt": str | None, "out": str | None, "device": str | None, "scan": dict, "data": dict}
+
+
+def load_job(path: str | Path) -> dict[str, Any]:
+    """A SCAN job file: ``ckpt`` (the pretraining checkpoint; relative paths from the working
+    directory, as ``run.dir`` is), ``out``, ``device``, ``scan`` (:class:`ScanSettings` fields) and
+    ``data`` (overrides of the run's data section). Keys and types are checked here, so a typo ends
+    in one line before any work starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"SCAN config file not found: {path}")
+    try:
+        job = parse_yaml(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"SCAN config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(job, dict):
+        raise ConfigError(f"SCAN config file {path} must be a mapping with keys {', '.join(JOB_KEYS)}")
+    job = {key: ({} if value is None and JOB_KEYS.get(key) is dict else value) for key, value in job.items()}
+    unknown = sorted(set(job) - set(JOB_KEYS), key=str)
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}' in SCAN config {path}; allowed: {', '.join(JOB_KEYS)}"
+                          f"{did_you_mean(unknown[0], JOB_KEYS)}")
+    check_types(job, JOB_KEYS, "scan config")
+    check_kwargs(ScanSettings, job.get("scan", {}), "scan")
+    return job

@@ -6,8 +6,9 @@ directory that has the repository's ``configs/`` and ``examples/`` in it, so rel
 as they do for a user in the repository root and the commands see each other's run directories
 (``ssl-bench eval`` reads the run the W&B command made). Leading ``VAR=value`` assignments are
 applied (``PYTHONPATH=examples`` goes onto ``sys.path``). Training commands get tiny settings
-appended (CIFAR-10: 256 images, tiny CNN, one epoch; digits: one epoch): later overrides win, so
-everything else in the command (its config, keys and values, its run directory) is as written.
+appended (CIFAR-10: 256 images, tiny CNN, one epoch; digits: one epoch; SCAN: one epoch per stage,
+two heads): later overrides win, so everything else in the command (its config, keys and values,
+its run directory) is as written.
 Not run: ``pip install`` (it would change the environment; the ``dev`` extra it names is checked)
 and ``pytest`` (this suite).
 """
@@ -44,9 +45,14 @@ def readme_commands(readme: Path) -> list[str]:
 TINY_SWEEP = ["--methods", "simclr", "--seeds", "0", "--set", "trainer.max_epochs=1"]
 
 
+TINY_SCAN = ["--scan_epochs", "1", "--self_label_epochs", "1", "--num_heads", "2", "--kmeans_init", "1"]
+
+
 def tiny_settings(argv: list[str]) -> list[str]:
     if argv[:1] == ["sweep"] and "--dry-run" not in argv:
         return TINY_SWEEP
+    if argv[:1] == ["scan"]:
+        return TINY_SCAN
     if argv[:1] == ["eval"] and "--random-init" in argv:  # the config's full data and ResNet: shrink both
         return TINY_DATA_MODEL
     if argv[:1] != ["pretrain"] or "--print-config" in argv:
@@ -97,4 +103,6 @@ def test_every_readme_command_runs_as_written(repo, tmp_path, monkeypatch, capsy
     assert summary["method"] == "AlignUniform"
     evals = {p.name.split("-")[0] for p in (tmp_path / "runs/simclr-cifar10-seed0/evals").glob("*.json")}
     assert evals == {"knn", "linear"}
+    scans = {p.parent.name for p in (tmp_path / "runs/simclr-cifar10-seed0").glob("scan*/summary.json")}
+    assert scans == {"scan", "scan-5ep"}
     assert (tmp_path / "runs/sweeps/digits-small/results.md").is_file()

@@ -105,3 +105,40 @@ def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monk
         run_scan(digits_ckpt, s, out=tmp_path / "p")
     with pytest.raises(ConfigError, match="scan.mine_on must be one of backbone, projector"):
         run_scan(digits_ckpt, ScanSettings(mine_on="head"), out=tmp_path / "q")
+
+
+def test_scan_job_file_and_command_line_precedence(digits_ckpt, tmp_path, capsys):
+    """``--config`` names the checkpoint, output, settings and data overrides; the command line wins
+    over the file; a wrong key or type in the file, or no checkpoint at all, is one line."""
+    job = tmp_path / "job.yaml"
+    job.write_text(f"ckpt: {digits_ckpt}\nout: {tmp_path / 'from-file'}\n"
+                   "scan: {scan_epochs: 1, self_label_epochs: 1, num_heads: 3, kmeans_init: 1, batch_size: 64,\n"
+                   "       num_neighbors: 7, entropy_weight: 2.5}\n"
+                   "data: {val_subset: 100}\n")
+    assert main(["scan", "--config", str(job), "--num_heads", "2", "--data.val_subset", "150"]) == 0
+    summary = json.loads((tmp_path / "from-file/summary.json").read_text())
+    assert summary["settings"]["num_heads"] == 2 and len(summary["scan"]["head_losses"]) == 2  # command line
+    assert summary["settings"]["num_neighbors"] == 7 and summary["settings"]["entropy_weight"] == 2.5  # file
+    assert summary["val_size"] == 150
+    assert summary["checkpoint"] == digits_ckpt
+    # --out on the command line beats the file's out; --ckpt beats the file's ckpt
+    assert main(["scan", "--config", str(job), "--ckpt", str(tmp_path / "other.ckpt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["scan", "--config", str(job), "--out", str(tmp_path / "from-cli"), "--self_label_epochs", "0"]) == 0
+    assert (tmp_path / "from-cli/summary.json").is_file()
+    capsys.readouterr()
+
+    for text, message in (("scan: {num_head: 2}", "unknown key scan.num_head for ScanSettings"),
+                          ("scan: {lr: fast}", "scan.lr must be float"),
+                          ("chekpoint: x.ckpt", "unknown key 'chekpoint' in SCAN config"),
+                          ("out: 3", "scan config.out must be str | None"),
+                          ("scan: {scan_epochs: 1}", "needs a checkpoint"),
+                          ("scan: [unclosed", "is not valid YAML")):
+        job.write_text(text + "\n")
+        assert main(["scan", "--config", str(job)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["scan", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "SCAN config file not found" in capsys.readouterr().err
+    assert main(["scan"]) == 2
+    assert "needs a checkpoint" in capsys.readouterr().err
