@@ -51,17 +51,23 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
 
 
+def read_yaml_file(path: Path, what: str = "config file") -> Any:
+    """The parsed YAML of ``path`` (``None`` for an empty file); a missing file or invalid YAML is
+    a one-line ConfigError naming ``what`` and the path."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return parse_yaml(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Read a YAML config into the four sections (missing sections are empty)."""
     cfg: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            cfg = parse_yaml(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        cfg = read_yaml_file(path) or {}
         if not isinstance(cfg, dict):
             raise ConfigError(f"config file {path} must be a mapping with sections {', '.join(SECTIONS)}")
     unknown = sorted(set(cfg) - set(SECTIONS), key=str)

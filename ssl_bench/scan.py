@@ -38,11 +38,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 
 from . import losses
-from .config import check_kwargs, check_types, load_config, parse_yaml, resolve_class
+from .config import check_kwargs, check_types, load_config, read_yaml_file, resolve_class
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import ViewAugment
 from .errors import ConfigError, did_you_mean
@@ -441,12 +440,7 @@ def load_job(path: str | Path) -> dict[str, Any]:
     ``data`` (overrides of the run's data section). Keys and types are checked here, so a typo ends
     in one line before any work starts."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"SCAN config file not found: {path}")
-    try:
-        job = parse_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"SCAN config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    job = read_yaml_file(path, "SCAN config file") or {}
     if not isinstance(job, dict):
         raise ConfigError(f"SCAN config file {path} must be a mapping with keys {', '.join(JOB_KEYS)}")
     job = {key: ({} if value is None and JOB_KEYS.get(key) is dict else value) for key, value in job.items()}
