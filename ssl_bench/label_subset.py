@@ -3,7 +3,9 @@
 The usual semi-supervised protocol (1% / 10% of ImageNet labels, 4,000 CIFAR-10 labels = 400 per
 class) takes the same number of labelled images from every class. ``balanced_label_subset`` does
 that: ``round(fraction * N / C)`` images per class (at least one), drawn from each class with a
-generator seeded by ``seed``, so the same seed always gives the same indices.
+generator seeded by ``seed``, so the same seed always gives the same indices. It is the one
+definition of a labelled subset: ``ssl-bench eval --label-fraction F`` and PAWS's
+``model.label_fraction F`` with the same seed take the same images (and read index files alike).
 """
 from __future__ import annotations
 
@@ -40,17 +42,22 @@ def balanced_label_subset(labels: torch.Tensor, fraction: float, seed: int = 0) 
     return torch.cat(chosen).sort().values
 
 
-def read_label_indices(path: str | Path, num_train: int) -> torch.Tensor:
-    """Indices into the evaluation train split from a file: a JSON list, or one integer per line."""
+def read_label_indices(path: str | Path, num_train: int, what: str = "--label-indices") -> torch.Tensor:
+    """Sorted indices into the train split from a file: a JSON list, or integers separated by
+    white space or commas. ``what`` names the option in the one-line errors (a missing or empty
+    file, a non-integer, an index out of range, a repeated index)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--label-indices: file not found: {path}")
+        raise ConfigError(f"{what}: file not found: {path}")
     text = path.read_text().strip()
     try:
-        values = json.loads(text) if text.startswith("[") else [int(v) for v in text.split()]
-    except ValueError:
-        raise ConfigError(f"--label-indices: {path} must hold a JSON list or one integer per line") from None
-    idx = torch.as_tensor(values, dtype=torch.long)
-    if idx.numel() == 0 or idx.min() < 0 or idx.max() >= num_train:
-        raise ConfigError(f"--label-indices: {path} must hold indices in 0..{num_train - 1}")
-    return idx.unique()
+        values = json.loads(text) if text.startswith("[") else [int(v) for v in text.replace(",", " ").split()]
+        idx = torch.as_tensor(values, dtype=torch.long)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{what}: {path} must hold a JSON list or integers separated by spaces, commas "
+                          "or newlines") from None
+    if idx.ndim != 1 or idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= num_train:
+        raise ConfigError(f"{what}: {path} must hold indices in 0..{num_train - 1}")
+    if len(idx.unique()) != len(idx):
+        raise ConfigError(f"{what}: {path} repeats indices")
+    return idx.sort().values

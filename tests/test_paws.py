@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from ddp_harness import run_on_ranks
 from ssl_bench import distributed, losses
 from ssl_bench.data.labelled import SupportSampler, labelled_indices
+from ssl_bench.data.sources import stratified_subset
 from ssl_bench.errors import ConfigError
+from ssl_bench.label_subset import balanced_label_subset
 from ssl_bench.methods import PAWS
 
 
@@ -71,11 +73,35 @@ def test_support_sampler_is_class_balanced_and_stays_in_the_labelled_subset():
         SupportSampler(labels[subset], per_class=11, generator=gen)
 
 
+def test_labelled_subset_is_the_few_label_evaluation_subset():
+    """PAWS's labelled images are those ``ssl-bench eval --label-fraction`` takes (same fraction and
+    seed): equal counts per class even on imbalanced labels; on balanced labels they are also the
+    class-stratified subset of the same size that PAWS drew before the two were one function (so
+    the measured PAWS numbers in benchmarks/RESULTS.md still hold)."""
+    gen = torch.Generator().manual_seed(0)
+    imbalanced = torch.cat([torch.full((n,), c) for c, n in enumerate([50, 60, 70, 80])])[torch.randperm(260, generator=gen)]
+    balanced = (torch.arange(4000) % 10)[torch.randperm(4000, generator=gen)]
+    for labels in (imbalanced, balanced):
+        for seed in range(3):
+            assert torch.equal(labelled_indices(labels, fraction=0.1, seed=seed), balanced_label_subset(labels, 0.1, seed))
+    assert torch.bincount(imbalanced[labelled_indices(imbalanced, fraction=0.1)]).tolist() == [6, 6, 6, 6]
+    for seed in range(3):
+        assert torch.equal(labelled_indices(balanced, fraction=0.1, seed=seed), stratified_subset(balanced, 400, seed))
+
+
 def test_label_index_file(tmp_path):
     labels = torch.arange(20) % 2
     f = tmp_path / "idx.txt"
     f.write_text("3, 1\n7 8\n")
     assert labelled_indices(labels, index_file=str(f)).tolist() == [1, 3, 7, 8]
+    f.write_text("[8, 3, 1]")
+    assert labelled_indices(labels, index_file=str(f)).tolist() == [1, 3, 8]
+    f.write_text("1 3 1")
+    with pytest.raises(ConfigError, match="model.label_indices: .* repeats indices"):
+        labelled_indices(labels, index_file=str(f))
+    f.write_text("1 x")
+    with pytest.raises(ConfigError, match="JSON list or integers"):
+        labelled_indices(labels, index_file=str(f))
     f.write_text("1 25")
     with pytest.raises(ConfigError, match="0..19"):
         labelled_indices(labels, index_file=str(f))

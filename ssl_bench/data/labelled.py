@@ -1,51 +1,31 @@
 """The labelled subset of a semi-supervised run and class-balanced support batches drawn from it.
 
 Used by PAWS (Assran et al., 2021): a fixed labelled subset of the train split (a fraction, drawn
-class-stratified and seeded, or a file of indices), and every step a support batch with the same
-number of images of every class, drawn only from that subset.
+class-balanced and seeded, or a file of indices; ``ssl_bench.label_subset``, shared with few-label
+evaluation), and every step a support batch with the same number of images of every class, drawn
+only from that subset.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .sources import stratified_subset
-
-
-def read_index_file(path: str | Path, num_samples: int) -> Tensor:
-    """Train-split indices from a text file (integers separated by whitespace or commas)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"label index file not found: {path}")
-    try:
-        values = [int(tok) for tok in path.read_text().replace(",", " ").split()]
-    except ValueError:
-        raise ConfigError(f"label index file {path} must hold integers separated by spaces, commas or newlines") from None
-    idx = torch.tensor(values, dtype=torch.long)
-    if len(idx) == 0:
-        raise ConfigError(f"label index file {path} is empty")
-    if int(idx.min()) < 0 or int(idx.max()) >= num_samples:
-        raise ConfigError(f"label index file {path}: indices must be in 0..{num_samples - 1}")
-    if len(idx.unique()) != len(idx):
-        raise ConfigError(f"label index file {path} repeats indices")
-    return idx.sort().values
+from ..label_subset import balanced_label_subset, read_label_indices
 
 
 def labelled_indices(labels: Tensor, fraction: float | None = None, index_file: str | None = None,
                      seed: int = 0) -> Tensor:
-    """Indices of the labelled subset: ``index_file`` if given, else a seeded class-stratified
-    ``fraction`` of the samples (``round(fraction * N)`` in all, split over the classes in
-    proportion to their size: equal counts on a balanced dataset)."""
+    """Sorted indices of the labelled subset: ``index_file`` if given, else ``fraction`` of the
+    labels, class-balanced and seeded (``balanced_label_subset``: the images that
+    ``ssl-bench eval --label-fraction`` takes for the same fraction and seed)."""
     if (fraction is None) == (index_file is None):
         raise ConfigError("give exactly one of model.label_fraction and model.label_indices")
     if index_file is not None:
-        return read_index_file(index_file, len(labels))
+        return read_label_indices(index_file, len(labels), "model.label_indices")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ConfigError(f"model.label_fraction must be in (0, 1], got {fraction!r}")
-    return stratified_subset(labels, max(1, round(fraction * len(labels))), seed)
+    return balanced_label_subset(labels, float(fraction), seed)
 
 
 class SupportSampler:
