@@ -6,6 +6,7 @@
     ssl-bench eval --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --protocol knn
     ssl-bench list
     ssl-bench eval --random-init --config configs/cifar10/simclr.yaml --protocol knn
+    ssl-bench eval --ckpt runs/paws-cifar10-seed0/checkpoints/last.ckpt --protocol finetune --label-fraction 0.1
     ssl-bench sweep configs/sweeps/digits-small.yaml
     ssl-bench report runs/sweeps/digits-small
     ssl-bench scan --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --scan_epochs 20
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config with every default and exit (nothing is trained or written)")
     p.set_defaults(func=_pretrain)
-    e = sub.add_parser("eval", help="evaluate the frozen backbone of a checkpoint (k-NN or linear)",
+    e = sub.add_parser("eval", help="evaluate the backbone of a checkpoint (k-NN, linear, fine-tuning)",
                        description="Reads config.yaml of the checkpoint's run (or --config); --data.<key>, "
                                    "--model.<key>, --run.<key> overrides apply. Results go to "
                                    "<run dir>/evals/, one file per setting.")
@@ -171,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label-fraction", type=float, help="few-label evaluation: a seeded class-balanced "
                    "fraction of the train labels (e.g. 0.01, 0.1)")
     e.add_argument("--label-indices", help="few-label evaluation: a file of train indices (JSON list or one per line)")
-    e.add_argument("--protocol", required=True, choices=["knn", "linear"])
+    e.add_argument("--protocol", required=True, choices=["knn", "linear", "finetune"],
+                   help="knn / linear on frozen features; finetune trains the backbone and a linear head "
+                        "(with --random-init: the supervised-only baseline)")
     e.add_argument("--k", type=int, default=20, help="k-NN neighbours (default 20)")
     e.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")
-    e.add_argument("--epochs", type=int, default=100, help="linear protocol: epochs over the features")
+    e.add_argument("--epochs", type=int, default=100, help="linear and finetune protocols: training epochs")
     e.set_defaults(func=_eval)
     ls = sub.add_parser("list", help="list the registered methods, backbones, datasets and recipes")
     ls.set_defaults(func=_list)

@@ -1,8 +1,10 @@
-"""Offline evaluation of a frozen backbone: k-NN or linear, full or few labels, trained or random-init.
+"""Offline evaluation of a backbone: k-NN or linear on frozen features, or fine-tuning; full or few
+labels, trained or random-init.
 
     ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol knn --k 20 --temperature 0.07
     ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol linear --label-fraction 0.01
     ssl-bench eval --random-init --config configs/cifar10/simclr.yaml --protocol knn
+    ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol finetune --label-fraction 0.1
 
 The model and data come from the run's ``config.yaml`` (beside ``checkpoints/``), or from
 ``--config`` when given; the checkpoint must hold the method and backbone asked for, else one line
@@ -10,9 +12,13 @@ says what it holds. Un-augmented features of the train split (``data.eval_train_
 set) and of the val split are extracted once and cached (``features.py``); every result is written
 to ``<run dir>/evals/<protocol>-<settings>-<hash>.json``, named by its settings and recording
 them (data root, split, k, T, epochs, label fraction or index file), so no result replaces another.
+``finetune`` trains the backbone and a new linear head on the labelled train images (in-memory
+datasets) with strong augmentation; with ``--random-init`` it is the supervised-only baseline of
+semi-supervised methods (PAWS, Sec. 5: fine-tuned PAWS against training on the labels alone).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -24,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import dump_config, init_parameters, load_config, resolve_class
+from .data.recipes import view_augment
 from .errors import ConfigError
 from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
                        extract_split)
@@ -31,8 +38,13 @@ from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
 from .pretrain import build_datamodule, build_method
+from .supervised import class_scores, fit_classifier
 
-PROTOCOLS = ("knn", "linear")
+PROTOCOLS = ("knn", "linear", "finetune")
+# fine-tuning recipe (supervised.fit_classifier's defaults, recorded in every finetune result):
+# strong SimCLR-CIFAR view, SGD momentum 0.9, lr 0.05, weight decay 5e-4, batch 64, cosine schedule
+FINETUNE_RECIPE = {"view": "strong", "optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "weight_decay": 5e-4,
+                   "batch_size": 64, "schedule": "cosine"}
 RANDOM_INIT = "random_init"
 extract_features = extract_split  # the earlier public name (features of one evaluation loader)
 
@@ -77,15 +89,35 @@ def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
     return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
 
 
-def label_indices(fs: FeatureSet, fraction: float | None, indices_file: str | None, seed: int) -> Tensor | None:
+def finetune_scores(target: EvalTarget, epochs: int, seed: int, train_idx: Tensor | None = None) -> dict[int, float]:
+    """Fine-tuning protocol: a copy of the target's backbone (the checkpoint's, or the config's at
+    random initialisation) and a new linear head trained together on the (labelled) train images,
+    top-1/top-5 on the val images. The head's initialisation and the augmentation stream depend only
+    on ``seed``, so a checkpoint and its random-init baseline differ only in the starting backbone."""
+    train, val = target.dm.eval_splits()
+    if not (train.in_memory and val.in_memory):
+        raise ConfigError(f"the finetune protocol holds the images in memory; {target.cfg['data']['dataset']} "
+                          "is read from files (use knn or linear)")
+    images, labels = (train.images, train.labels) if train_idx is None else (train.images[train_idx], train.labels[train_idx])
+    dm, model = target.dm, target.model()
+    torch.manual_seed(seed)
+    classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, images, labels,
+                                view_augment(FINETUNE_RECIPE["view"], dm.image_size, dm.mean, dm.std),
+                                dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
+                                lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"], seed=seed,
+                                device="cuda" if torch.cuda.is_available() else "cpu")
+    return knn_accuracy(class_scores(classifier, val.images, dm.eval_batch_transform), val.labels.cpu(), top_k=(1, 5))
+
+
+def label_indices(train_labels: Tensor, fraction: float | None, indices_file: str | None, seed: int) -> Tensor | None:
     """The labelled part of the train split: a class-balanced fraction, a file of indices, or all."""
     if fraction is not None and indices_file is not None:
         raise ConfigError("give either --label-fraction or --label-indices, not both")
     if indices_file is not None:
-        return read_label_indices(indices_file, len(fs.train_y))
+        return read_label_indices(indices_file, len(train_labels))
     if fraction is None or fraction == 1.0:
         return None
-    return balanced_label_subset(fs.train_y, fraction, seed)
+    return balanced_label_subset(train_labels, fraction, seed)
 
 
 # ----------------------------------------------------------------------------- models
@@ -225,24 +257,32 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
         raise ConfigError(f"unknown protocol '{protocol}'; allowed: {', '.join(PROTOCOLS)}")
     target = EvalTarget(ckpt, config, {"data": data_overrides or {}, "model": model_overrides or {},
                                        "run": run_overrides or {}}, random_init)
-    fs, cached = target.features()
     seed = int(target.cfg["run"].get("seed", 0))
-    idx = label_indices(fs, label_fraction, label_indices_file, seed)
     num_classes = target.dm.num_classes
-    if protocol == "knn":
-        acc = knn_scores(fs, num_classes, k, temperature, idx)
+    if protocol == "finetune":
+        target.model()  # the mismatch check comes before anything is trained
+        train_y, val_y = (split.labels.cpu() for split in target.dm.eval_splits())
+        idx = label_indices(train_y, label_fraction, label_indices_file, seed)
+        acc, cached = finetune_scores(target, epochs, seed, idx), None
     else:
-        acc = linear_scores(fs, num_classes, epochs, seed, idx)
+        fs, cached = target.features()
+        train_y, val_y = fs.train_y, fs.val_y
+        idx = label_indices(train_y, label_fraction, label_indices_file, seed)
+        if protocol == "knn":
+            acc = knn_scores(fs, num_classes, k, temperature, idx)
+        else:
+            acc = linear_scores(fs, num_classes, epochs, seed, idx)
     settings = {"protocol": protocol, "k": k if protocol == "knn" else None,
                 "temperature": temperature if protocol == "knn" else None,
-                "epochs": epochs if protocol == "linear" else None,
+                "epochs": epochs if protocol != "knn" else None,
+                **({"recipe": FINETUNE_RECIPE} if protocol == "finetune" else {}),
                 "label_fraction": label_fraction, "label_seed": seed,
                 "label_indices_file": str(Path(label_indices_file).resolve()) if label_indices_file else None,
                 "data": target.data_record(),
                 "model": "random_init" if random_init else checkpoint_identity(target.ckpt)}  # type: ignore[arg-type]
     result = {**settings, "checkpoint": str(target.ckpt) if target.ckpt else None, "method": target.method,
-              "dataset": target.cfg["data"]["dataset"], "train_size": len(fs.train_y),
-              "labelled_size": len(fs.train_y) if idx is None else len(idx), "val_size": len(fs.val_y),
+              "dataset": target.cfg["data"]["dataset"], "train_size": len(train_y),
+              "labelled_size": len(train_y) if idx is None else len(idx), "val_size": len(val_y),
               "features_cached": cached, f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
     out = target.run_dir / "evals" / f"{result_name(settings)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from . import losses
 from .config import check_kwargs, check_types, load_config, read_yaml_file, resolve_class
 from .data.batched_augment import BatchedViewAugment
-from .data.recipes import ViewAugment
+from .data.recipes import view_augment
 from .errors import ConfigError, did_you_mean
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
@@ -100,16 +100,6 @@ class ScanSettings:
 
 AUGMENTS = ("strong", "weak", "none")
 FEATURES = ("backbone", "projector")
-
-
-def view_augment(kind: str, size: int, mean: tuple, std: tuple) -> ViewAugment:
-    """``weak``: resized crop (0.5-1) + flip (SCAN's "standard" augmentation); ``strong``: the
-    SimCLR CIFAR view (crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 p=0.8, grayscale p=0.2)."""
-    if kind == "weak":
-        return ViewAugment(size=size, crop_scale=(0.5, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
-                           mean=tuple(mean), std=tuple(std))
-    return ViewAugment(size=size, crop_scale=(0.2, 1.0), brightness=0.4, contrast=0.4, saturation=0.4,
-                       hue=0.1, mean=tuple(mean), std=tuple(std))
 
 
 def batched_views(dm, gen: torch.Generator) -> dict[str, BatchedViewAugment | None]:

@@ -23,17 +23,29 @@ from .data.recipes import ViewAugment
 def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_classes: int,
                      backbone: str = "tiny_cnn", backbone_kwargs: dict | None = None, epochs: int = 100,
                      batch_size: int = 64, lr: float = 0.05, weight_decay: float = 5e-4,
-                     seed: int = 0, init: nn.Module | None = None) -> nn.Module:
-    """Backbone + linear classifier trained on uint8 ``images`` / ``labels`` with ``view``'s
-    augmentation; SGD (momentum 0.9), cosine learning rate. ``init``: a pretrained backbone of the
-    same architecture whose weights start the training (fine-tuning); None trains from scratch.
-    Returns the classifier (eval mode)."""
+                     seed: int = 0, init: nn.Module | None = None,
+                     device: torch.device | str = "cpu") -> nn.Module:
+    """A registry backbone + linear classifier trained on uint8 ``images`` / ``labels`` with
+    ``view``'s augmentation (:func:`fit_classifier`). ``init``: a pretrained backbone of the same
+    architecture whose weights start the training (fine-tuning); None trains from scratch."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     net, dim = build_backbone(backbone, **(backbone_kwargs or {}))
     if init is not None:
         net.load_state_dict(init.state_dict())
-    model = nn.Sequential(net, nn.Linear(dim, num_classes))
+    return fit_classifier(net, dim, images, labels, view, num_classes, epochs, batch_size, lr, weight_decay,
+                          seed, device)
+
+
+def fit_classifier(net: nn.Module, feature_dim: int, images: Tensor, labels: Tensor, view: ViewAugment,
+                   num_classes: int, epochs: int = 100, batch_size: int = 64, lr: float = 0.05,
+                   weight_decay: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu") -> nn.Module:
+    """``net`` and a new linear head trained together on uint8 ``images`` / ``labels``: ``view``'s
+    augmentation drawn from a generator seeded by ``seed``, SGD (momentum 0.9), cosine learning rate
+    over all steps. The head is initialised from torch's global RNG (seed it first for a repeatable
+    run). Returns the classifier (eval mode, on ``device``)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(net, nn.Linear(feature_dim, num_classes)).to(device)
+    images, labels = images.to(device), labels.to(device)
     augment = BatchedViewAugment(view, generator=gen)
     steps_per_epoch = max(1, math.ceil(len(images) / batch_size))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
@@ -52,8 +64,14 @@ def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_clas
 
 
 @torch.no_grad()
+def class_scores(model: nn.Module, images: Tensor, normalise: Callable[[Tensor], Tensor]) -> Tensor:
+    """Logits (N, C) of ``model`` on uint8 ``images``, computed on the model's device, returned on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model(normalise(c.to(device))).float().cpu() for c in images.split(512)])
+
+
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, normalise: Callable[[Tensor], Tensor]) -> float:
     """Top-1 (%) of ``model`` on uint8 ``images``."""
-    model.eval()
-    preds = torch.cat([model(normalise(c)).argmax(1) for c in images.split(512)])
-    return 100.0 * float((preds == labels).float().mean())
+    preds = class_scores(model, images, normalise).argmax(1)
+    return 100.0 * float((preds == labels.cpu()).float().mean())

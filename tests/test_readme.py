@@ -102,7 +102,8 @@ def test_every_readme_command_runs_as_written(repo, tmp_path, monkeypatch, capsy
     summary = json.loads((tmp_path / "runs/alignuniform-digits-seed0/summary.json").read_text())
     assert summary["method"] == "AlignUniform"
     evals = {p.name.split("-")[0] for p in (tmp_path / "runs/simclr-cifar10-seed0/evals").glob("*.json")}
-    assert evals == {"knn", "linear"}
+    assert evals == {"knn", "linear", "finetune"}
+    assert len(list((tmp_path / "runs/random_init-cifar10-seed0/evals").glob("finetune-*.json"))) == 1
     scans = {p.parent.name for p in (tmp_path / "runs/simclr-cifar10-seed0").glob("scan*/summary.json")}
     assert scans == {"scan", "scan-5ep"}
     assert (tmp_path / "runs/sweeps/digits-small/results.md").is_file()

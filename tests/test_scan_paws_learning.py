@@ -30,7 +30,8 @@ import pytest
 from test_learning import DATA, MARGIN, config
 from ssl_bench.data.labelled import labelled_indices
 from ssl_bench.pretrain import build_datamodule, pretrain
-from ssl_bench.scan import ScanSettings, load_checkpoint, run_scan, view_augment
+from ssl_bench.data.recipes import view_augment
+from ssl_bench.scan import ScanSettings, load_checkpoint, run_scan
 from ssl_bench.supervised import accuracy, train_supervised
 
 pytestmark = pytest.mark.slow

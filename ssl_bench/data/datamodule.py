@@ -396,6 +396,12 @@ class SSLDataModule(pl.LightningDataModule):
         self.setup()
         return [self._eval_loader(self._splits["val"]), self._eval_loader(self._splits["bank"])]
 
+    def eval_splits(self) -> tuple[Split, Split]:
+        """The evaluation train split (``eval_train_subset`` of train when set: the k-NN bank, the
+        images that few-label evaluation draws its labels from) and the val split, as held."""
+        self.setup()
+        return self._splits["bank"], self._splits["val"]
+
     def test_dataloader(self) -> DataLoader:
         self.setup()
         return self._eval_loader(self._splits["val"])

@@ -72,6 +72,17 @@ class MultiViewRecipe:
         return list(self.views) + small
 
 
+def view_augment(kind: str, size: int, mean: tuple, std: tuple) -> ViewAugment:
+    """One view for training on labels (SCAN's stages, supervised fine-tuning): ``weak`` is a
+    resized crop (0.5-1) + flip (SCAN's "standard" augmentation); ``strong`` the SimCLR CIFAR view
+    (crop 0.2-1, colour jitter 0.4/0.4/0.4/0.1 p=0.8, grayscale p=0.2)."""
+    if kind == "weak":
+        return ViewAugment(size=size, crop_scale=(0.5, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
+                           mean=tuple(mean), std=tuple(std))
+    return ViewAugment(size=size, crop_scale=(0.2, 1.0), brightness=0.4, contrast=0.4, saturation=0.4,
+                       hue=0.1, mean=tuple(mean), std=tuple(std))
+
+
 def _simclr(size: int, **kw: Any) -> MultiViewRecipe:
     s = 0.5 if size <= SMALL_IMAGE_SIZE else 1.0
     view = ViewAugment(size=size, brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s,
