@@ -98,7 +98,9 @@ def finetune_scores(target: EvalTarget, epochs: int, seed: int, train_idx: Tenso
     if not (train.in_memory and val.in_memory):
         raise ConfigError(f"the finetune protocol holds the images in memory; {target.cfg['data']['dataset']} "
                           "is read from files (use knn or linear)")
-    images, labels = (train.images, train.labels) if train_idx is None else (train.images[train_idx], train.labels[train_idx])
+    images, labels = train.images, train.labels
+    if train_idx is not None:
+        images, labels = images[train_idx], labels[train_idx]
     dm, model = target.dm, target.model()
     torch.manual_seed(seed)
     classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, images, labels,

@@ -36,8 +36,9 @@ def test_random_init_finetune_equals_the_recomputed_protocol(repo, tmp_path, cap
     assert result["labelled_size"] == len(idx) and result["val_size"] == len(val.labels) == 360
     model = random_init_model(target.cfg, dm.num_classes)  # seeded as pretrain seeds it
     torch.manual_seed(2)
-    classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, train.images[idx], train.labels[idx],
-                                view_augment("strong", dm.image_size, dm.mean, dm.std), dm.num_classes, epochs=3, seed=2)
+    view = view_augment("strong", dm.image_size, dm.mean, dm.std)
+    classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, train.images[idx],
+                                train.labels[idx], view, dm.num_classes, epochs=3, seed=2)
     expected = knn_accuracy(class_scores(classifier, val.images, dm.eval_batch_transform), val.labels, top_k=(1, 5))
     assert result["finetune_top1"] == pytest.approx(expected[1], abs=1e-4)
     assert result["finetune_top5"] == pytest.approx(expected[5], abs=1e-4)
