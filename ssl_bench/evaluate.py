@@ -32,13 +32,13 @@ from torch import Tensor, nn
 from .config import dump_config, init_parameters, load_config, resolve_class
 from .data.recipes import view_augment
 from .errors import ConfigError
-from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
+from .features import (FeatureSet, cached_features, checkpoint_identity, embed, eval_data_settings, extract,
                        extract_split)
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
 from .pretrain import build_datamodule, build_method
-from .supervised import class_scores, fit_classifier
+from .supervised import fit_classifier
 
 PROTOCOLS = ("knn", "linear", "finetune")
 # fine-tuning recipe (supervised.fit_classifier's defaults, recorded in every finetune result):
@@ -108,7 +108,8 @@ def finetune_scores(target: EvalTarget, epochs: int, seed: int, train_idx: Tenso
                                 dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
                                 lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"], seed=seed,
                                 device="cuda" if torch.cuda.is_available() else "cpu")
-    return knn_accuracy(class_scores(classifier, val.images, dm.eval_batch_transform), val.labels.cpu(), top_k=(1, 5))
+    scores = embed(classifier, val.images, dm.eval_batch_transform).cpu()
+    return knn_accuracy(scores, val.labels.cpu(), top_k=(1, 5))
 
 
 def label_indices(train_labels: Tensor, fraction: float | None, indices_file: str | None, seed: int) -> Tensor | None:

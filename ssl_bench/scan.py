@@ -45,6 +45,7 @@ from .config import check_kwargs, check_types, load_config, read_yaml_file, reso
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import view_augment
 from .errors import ConfigError, did_you_mean
+from .features import embed
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
 from .pretrain import build_datamodule
@@ -156,14 +157,6 @@ def feature_encoders(method: BaseMethod) -> dict[str, nn.Module]:
     if isinstance(getattr(method, "projector", None), nn.Module):
         encoders["projector"] = nn.Sequential(backbone, copy.deepcopy(method.projector))
     return encoders
-
-
-@torch.no_grad()
-def embed(backbone: nn.Module, images: Tensor, normalise, batch_size: int = 512) -> Tensor:
-    """Backbone features (float32) of uint8 ``images`` in eval mode, ``normalise`` mapping uint8 to input."""
-    backbone.eval()
-    device = next(backbone.parameters()).device
-    return torch.cat([backbone(normalise(chunk.to(device))).float() for chunk in images.split(batch_size)])
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .backbones import build_backbone
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import ViewAugment
+from .features import embed
 
 
 def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_classes: int,
@@ -63,15 +64,7 @@ def fit_classifier(net: nn.Module, feature_dim: int, images: Tensor, labels: Ten
     return model.eval()
 
 
-@torch.no_grad()
-def class_scores(model: nn.Module, images: Tensor, normalise: Callable[[Tensor], Tensor]) -> Tensor:
-    """Logits (N, C) of ``model`` on uint8 ``images``, computed on the model's device, returned on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model(normalise(c.to(device))).float().cpu() for c in images.split(512)])
-
-
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, normalise: Callable[[Tensor], Tensor]) -> float:
     """Top-1 (%) of ``model`` on uint8 ``images``."""
-    preds = class_scores(model, images, normalise).argmax(1)
+    preds = embed(model, images, normalise).argmax(1).cpu()
     return 100.0 * float((preds == labels.cpu()).float().mean())
