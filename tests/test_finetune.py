@@ -88,3 +88,19 @@ def test_finetune_of_a_checkpoint_leaves_the_model_untouched(repo, tmp_path):
     (path,) = (run_dir / "r/evals").glob("finetune-ep1-labels_file-*.json")
     result = json.loads(path.read_text())
     assert result["labelled_size"] == len(indices) and result["finetune_top1"] == pytest.approx(acc[1], abs=1e-4)
+
+
+def test_finetune_on_an_image_tree_is_one_line(repo, tmp_path, capsys):
+    """The protocol holds the labelled images in memory: an image-tree dataset is refused in one line."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in (0, 1):
+            (tmp_path / "tree" / split / f"c{c}").mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (16, 16), (40 * i, 90 * c, 10)).save(tmp_path / "tree" / split / f"c{c}" / f"{i}.png")
+    assert main(["eval", "--random-init", "--config", str(repo / "configs/digits/simclr.yaml"), "--protocol",
+                 "finetune", "--data.dataset", "folder", "--data.root", str(tmp_path / "tree"),
+                 "--data.pipeline", "files_batched", "--data.image_size", "16", "--run.dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the finetune protocol holds the images in memory; folder is read from files" in err and "\n" not in err
