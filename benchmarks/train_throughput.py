@@ -52,7 +52,7 @@ from bare_loop import BareLoop, Batch, bare_loss, make_batches, run_bare_loop  #
 
 from ssl_bench.config import load_config  # noqa: E402
 from ssl_bench.methods import BaseMethod  # noqa: E402
-from ssl_bench.pretrain import build_datamodule, build_loggers, build_method, build_trainer  # noqa: E402
+from ssl_bench.build import build_datamodule, build_loggers, build_method, build_trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "train_throughput.json"
@@ -288,7 +288,7 @@ def epoch_benchmark(method: str, peak_tflops: float, device: str = "cuda", batch
     cfg = method_config(method, backbone, **{"channels_last": True, **(model_overrides or {})})
     cfg["data"].update({"dataset": "cifar10", "pipeline": "batched", **(data or {}), "batch_size": batch_size})
     timer = EpochTimer(sync=device == "cuda")
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     pl.seed_everything(0, verbose=False)
     model = build_method(cfg["model"], dm.num_classes)
     with tempfile.TemporaryDirectory(prefix="ssl-bench-epoch-") as run_dir:

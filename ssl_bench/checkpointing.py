@@ -62,6 +62,7 @@ class LastCheckpoint(Checkpoint):
         self._start: float | None = None
         self._last_save = time.monotonic()
         self._next_log_step = 0
+        self.saved_at_stop: int | None = None  # the global step saved when a stop request ended the fit
 
     @property
     def train_seconds(self) -> float:
@@ -90,6 +91,17 @@ class LastCheckpoint(Checkpoint):
         # the epoch's metrics are logged after this hook at step `_batches_that_stepped - 1`; a resumed
         # run starts logging at `_batches_that_stepped`
         self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """A stop request (SIGTERM, ``stopping.StopOnSigterm``) ends the fit at a step boundary on every
+        rank together: save the state reached there (a validation interrupted half-way is not saved;
+        the checkpoint before it is kept)."""
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.training and self._start is not None:
+            # the last finished batch was logged at `_batches_that_stepped - 1`
+            self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+            self.saved_at_stop = trainer.global_step
 
     def _save(self, trainer: pl.Trainer, next_log_step: int) -> None:
         self._next_log_step = next_log_step

@@ -26,6 +26,7 @@ import warnings
 
 from . import __version__
 from .errors import SSLBenchError
+from .stopping import SIGTERM_EXIT_CODE, Stopped
 
 USAGE_ERRORS = (SSLBenchError, FileNotFoundError, ValueError, TypeError, ImportError)
 KEYS_HELP = """\
@@ -35,18 +36,19 @@ config keys: a config has four sections, each key overridable as --section.key V
   data     SSLDataModule's arguments (ssl_bench/data/datamodule.py): dataset, batch_size, augment, ...
   trainer  pytorch_lightning.Trainer's arguments: max_epochs, precision, devices, ...
   run      dir, name, seed, logger, wandb_project, resume, overwrite, ckpt_every_n_steps,
-           ckpt_every_minutes (README.md, "Configs and run directories")
+           ckpt_every_minutes, collective_timeout_minutes (README.md, "Configs and run directories")
 See every key with its default: ssl-bench pretrain --config FILE --print-config
 Names: ssl-bench list"""
 
 
 def _pretrain(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import apply_overrides, load_config, to_yaml
-    from .pretrain import full_config, pretrain, summary_line
+    from .build import resolved_config
+    from .pretrain import pretrain, summary_line
 
     cfg = apply_overrides(load_config(args.config), overrides)
     if args.print_config:
-        print(to_yaml(full_config(cfg)), end="")
+        print(to_yaml(resolved_config(cfg)), end="")
         return 0
     summary = pretrain(cfg)
     if summary.get("is_global_zero", True):
@@ -297,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ssl-bench: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except Stopped as err:  # SIGTERM: stopped at a step boundary, checkpoint saved
+        print(f"ssl-bench: {one_line(err)}", file=sys.stderr)
+        return SIGTERM_EXIT_CODE
     except KeyboardInterrupt as err:
         print(f"ssl-bench: {one_line(err) if str(err) else 'interrupted; the last checkpoint is kept'}",
               file=sys.stderr)

@@ -19,6 +19,10 @@ import yaml
 from .errors import ConfigError, did_you_mean
 
 SECTIONS = ("model", "data", "trainer", "run")
+#: the entry of a written config.yaml (and --print-config) holding the values derived from the
+#: sections (global batch, scaled lr, steps, seeds: ``build.derived_values``); output only, recomputed
+#: on every run, so a config read back ignores it
+DERIVED = "derived"
 RUN_DEFAULTS: dict[str, Any] = {
     "dir": "runs",          # parent of the run directory
     "name": None,           # run directory name; default "<method>-<dataset>-seed<seed>"
@@ -29,10 +33,11 @@ RUN_DEFAULTS: dict[str, Any] = {
     "overwrite": False,     # start afresh in a run directory that holds an earlier run (deletes its files)
     "ckpt_every_n_steps": None,   # also rewrite last.ckpt every N optimiser steps (mid-epoch)
     "ckpt_every_minutes": None,   # also rewrite last.ckpt every M minutes of training (mid-epoch)
+    "collective_timeout_minutes": 10.0,  # multi-process runs: a collective waiting longer ends the run
 }
 RUN_TYPES: dict[str, Any] = {"dir": str, "name": str | None, "seed": int, "logger": str, "wandb_project": str,
                              "resume": str | None, "overwrite": bool, "ckpt_every_n_steps": int | None,
-                             "ckpt_every_minutes": float | None}
+                             "ckpt_every_minutes": float | None, "collective_timeout_minutes": float}
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -70,6 +75,7 @@ def load_config(path: str | Path | None) -> dict[str, dict[str, Any]]:
         cfg = read_yaml_file(path) or {}
         if not isinstance(cfg, dict):
             raise ConfigError(f"config file {path} must be a mapping with sections {', '.join(SECTIONS)}")
+    cfg.pop(DERIVED, None)  # a run's written config.yaml: recomputed, never read
     unknown = sorted(set(cfg) - set(SECTIONS), key=str)
     if unknown:
         raise ConfigError(f"unknown config section(s) {unknown}; allowed: {', '.join(SECTIONS)}"
@@ -214,6 +220,8 @@ def check_types(values: dict[str, Any], annotations: dict[str, Any], section: st
 def check_run(run_cfg: dict[str, Any]) -> None:
     """The ``run`` section: known keys, right types, sensible values."""
     check_types(run_cfg, RUN_TYPES, "run")
+    if run_cfg.get("collective_timeout_minutes", 1) <= 0:
+        raise ConfigError(f"run.collective_timeout_minutes must be positive, got {run_cfg['collective_timeout_minutes']!r}")
     for key in ("ckpt_every_n_steps", "ckpt_every_minutes"):
         if run_cfg.get(key) is not None and run_cfg[key] <= 0:
             raise ConfigError(f"run.{key} must be positive (or null for epoch ends only), got {run_cfg[key]!r}")

@@ -1,16 +1,14 @@
 """Cross-rank helpers.
 
-Two layers:
-- ``gather_uneven`` needs a LightningModule (Lightning's all_gather, equal shapes per call);
-- the plain ``torch.distributed`` helpers below (``world_size``, ``rank``, ``gather_with_grad``,
-  ``all_reduce_sum``) work inside a Lightning DDP run and in a bare ``init_process_group`` (the
-  1-process vs 2-process equality tests use them that way), and are the identity on one process.
-  Loss functions that need a global statistic (Sinkhorn's sums, DINO's centre, VICReg's variance)
-  call these, so a loss gives the same value on 2 ranks as on the whole batch in one process.
+Plain ``torch.distributed`` helpers (``world_size``, ``rank``, ``gather_with_grad``, ``gather_no_grad``,
+``gather_uneven``, ``all_reduce_sum``): they work inside a Lightning DDP run and in a bare
+``init_process_group`` (the 1-process vs 2-process equality tests use them that way), and are the
+identity on one process. Loss functions that need a global statistic (Sinkhorn's sums, DINO's
+centre, VICReg's variance) and the evaluation callbacks call these, so a value on 2 ranks equals
+the one on the whole batch in one process.
 """
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -59,12 +57,12 @@ def all_reduce_sum(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def gather_uneven(pl_module: pl.LightningModule, x: Tensor) -> Tensor:
-    """Concatenate ``x`` (N_r, ...) over ranks when N_r differs: pad to the largest, gather, trim."""
-    if pl_module.trainer.world_size == 1:
+def gather_uneven(x: Tensor) -> Tensor:
+    """Concatenate ``x`` (N_r, ...) over ranks in rank order when N_r differs: pad to the largest,
+    gather, trim. Plain ``torch.distributed``, like the helpers above."""
+    if not is_distributed():
         return x
-    sizes = pl_module.all_gather(torch.tensor(x.shape[0], device=x.device)).tolist()
+    sizes = gather_no_grad(torch.tensor([x.shape[0]], device=x.device)).tolist()
     padded = x.new_zeros((max(sizes), *x.shape[1:]))
     padded[: x.shape[0]] = x
-    gathered = pl_module.all_gather(padded)
-    return torch.cat([g[:n] for g, n in zip(gathered, sizes)])
+    return torch.cat([g[:n] for g, n in zip(gather_no_grad(padded).chunk(len(sizes)), sizes)])

@@ -17,6 +17,10 @@ class DivergenceError(SSLBenchError, RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
+class CollectiveTimeoutError(SSLBenchError, RuntimeError):
+    """A multi-process run's ranks fell out of step: a collective waited past its timeout."""
+
+
 class RunDirectoryError(SSLBenchError):
     """The run directory holds an earlier run that this command would overwrite."""
 

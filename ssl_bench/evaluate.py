@@ -37,7 +37,7 @@ from .features import (FeatureSet, cached_features, checkpoint_identity, embed, 
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
-from .pretrain import build_datamodule, build_method
+from .build import build_datamodule, build_method
 from .supervised import fit_classifier
 
 PROTOCOLS = ("knn", "linear", "finetune")
@@ -205,7 +205,7 @@ class EvalTarget:
             raise ConfigError(f"data.dataset is missing in {self.config_path}")
         if random_init:
             self.run_dir = random_init_run_dir(self.cfg)
-        self.dm = build_datamodule(self.cfg["data"])
+        self.dm = build_datamodule(self.cfg["data"], seed=int(self.cfg["run"]["seed"]))
         self._model: BaseMethod | None = None
 
     @property

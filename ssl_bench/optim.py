@@ -6,6 +6,7 @@ The schedule is a plain function handed to torch's LambdaLR so it is stepped per
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Iterable
 
@@ -15,6 +16,23 @@ from torch import nn
 OPTIMIZERS = ("sgd", "lars", "adamw")
 LR_SCALING = ("linear", "sqrt", "none")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """The optimisation values derived from the whole config (``build.derive_schedule``), computed once
+    and handed to the method, which uses them as they are: the global batch size (per-rank batch x
+    ranks x gradient accumulation), the peak learning rate after batch-size scaling, and the
+    optimiser steps of warm-up, of one epoch and of the whole run."""
+
+    global_batch_size: int
+    lr: float
+    warmup_steps: int
+    steps_per_epoch: int
+    total_steps: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
 
 
 def scaled_lr(base_lr: float, global_batch_size: int, reference_batch_size: int = 256,

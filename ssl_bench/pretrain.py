@@ -15,38 +15,30 @@ Nothing a user types loses a result:
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
 import pickle
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import Logger
 
 from . import run_dir as rd
-from .checkpointing import CKPT_META, AtomicCheckpointIO, LastCheckpoint, RunCSVLogger, truncate_metrics
-from .config import check_kwargs, check_run, check_types, dump_config, init_parameters, plain, resolve_class
-from .data import SSLDataModule
-from .data.sources import KNOWN_DATASETS
-from .errors import ConfigError, RunDirectoryError, did_you_mean
-from .methods import METHODS, BaseMethod
+from .build import (TRAINER_DEFAULTS, build_datamodule, build_loggers, build_method, build_trainer,
+                    check_model_input, derived_values, method_path, schedule_model)
+from .checkpointing import CKPT_META, LastCheckpoint, truncate_metrics
+from .config import DERIVED, check_run, dump_config, plain
+from .errors import CollectiveTimeoutError, ConfigError, RunDirectoryError
+from .methods import BaseMethod
+from .stopping import StopOnSigterm, Stopped, collective_timeout_line
 
 SUMMARY_KEYS = ("val_knn_top1", "val_knn_top5", "val_linear_top1", "val_linear_top5", "train_loss",
                 "rankme", "z_std", "entropy", "reconstruction", "alignment", "uniformity")
-LOGGERS = ("csv", "wandb")
-TRAINER_DEFAULTS: dict[str, Any] = {"max_epochs": 100, "accelerator": "auto", "devices": 1,
-                                    "log_every_n_steps": 10, "num_sanity_val_steps": 0,
-                                    "benchmark": True}  # cuDNN autotuning: input sizes are fixed
-#: Trainer arguments that pretrain sets itself (not config keys)
-TRAINER_OWN = ("default_root_dir", "logger", "plugins", "use_distributed_sampler")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -58,160 +50,12 @@ def run_name(cfg: dict[str, dict[str, Any]]) -> str:
     return cfg["run"]["name"] or f"{method}-{cfg['data'].get('dataset', 'data')}-seed{cfg['run']['seed']}"
 
 
-# ----------------------------------------------------------------------------- building and checking
-
-def check_augment(augment: Any) -> None:
-    """``data.augment``: a mapping of recipe keys (``recipes.build_recipe``) with the right types."""
-    from .data.recipes import RECIPES, ViewAugment
-
-    if augment is None:
-        return
-    if not isinstance(augment, dict):
-        raise ConfigError(f"data.augment must be a mapping like {{name: simclr, crop_scale: [0.2, 1.0]}}, "
-                          f"got {augment!r}")
-    name = augment.get("name", "simclr")
-    if name not in RECIPES:
-        raise ConfigError(f"unknown data.augment.name '{name}'; known: {', '.join(sorted(RECIPES))}"
-                          f"{did_you_mean(name, RECIPES)}")
-    types = {k: v for k, v in typing.get_type_hints(ViewAugment).items() if k not in ("size", "mean", "std")}
-    types.update(name=str, num_small_crops=int, small_crop_size=int, small_crop_scale=tuple[float, float])
-    check_types(augment, types, "data.augment")
-    for key in ("crop_scale", "small_crop_scale"):
-        if key in augment and not 0 < augment[key][0] <= augment[key][1] <= 1:
-            raise ConfigError(f"data.augment.{key} must be [min, max] with 0 < min <= max <= 1, got {augment[key]}")
-
-
-def build_datamodule(data_cfg: dict[str, Any]) -> SSLDataModule:
-    if "dataset" not in data_cfg:
-        raise ConfigError("data.dataset is required (e.g. cifar10, digits)")
-    check_kwargs(SSLDataModule, data_cfg, "data")
-    known = KNOWN_DATASETS
-    if data_cfg["dataset"] not in known:
-        raise ConfigError(f"unknown dataset '{data_cfg['dataset']}'; known: {', '.join(known)}"
-                          f"{did_you_mean(data_cfg['dataset'], known)}")
-    check_augment(data_cfg.get("augment"))
-    return SSLDataModule(**data_cfg)
-
-
-def check_backbone_name(name: Any) -> None:
-    """A registered backbone or a timm model name; else one line with the closest name."""
-    import timm
-
-    from .backbones import available_backbones
-
-    known = available_backbones()
-    if not isinstance(name, str) or name in known or timm.is_model(name.removeprefix("timm:")):
-        return
-    raise ConfigError(f"unknown backbone '{name}'; known: {', '.join(known)}, or any timm model name "
-                      f"(ssl-bench list){did_you_mean(name, known + timm.list_models())}")
-
-
-def build_method(model_cfg: dict[str, Any], num_classes: int) -> BaseMethod:
-    kwargs = dict(model_cfg)
-    name = kwargs.pop("name", None)
-    if name is None:
-        raise ConfigError(f"model.name is required; known: {', '.join(sorted(METHODS))}")
-    cls = resolve_class(str(name), METHODS, BaseMethod, "method")
-    kwargs.setdefault("num_classes", num_classes)
-    check_kwargs(cls, kwargs, "model")
-    check_backbone_name(kwargs.get("backbone", init_parameters(cls)["backbone"].default))
-    return cls(**kwargs)
-
-
-def check_model_input(model: BaseMethod, dm: SSLDataModule) -> None:
-    """One dummy forward at the data's image size (catches e.g. a timm ViT built for 224 given 32x32
-    images) and the BatchNorm / batch size 1 mismatch, before anything is written."""
-    size = dm.image_size
-    if dm.hparams.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                                         for m in model.modules()):
-        raise ConfigError(f"data.batch_size {dm.hparams.batch_size}: the model has BatchNorm layers, which need "
-                          f"at least 2 images per batch and rank; use data.batch_size >= 2")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():  # .forward bypasses a compiled backbone's compilation
-            model.backbone.forward(torch.zeros(2, 3, size, size))
-    except Exception as err:  # any failure here means the backbone cannot take these images
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"model.backbone '{model.hparams.backbone}' cannot take the {size}x{size} images of "
-                          f"data.dataset {dm.hparams.dataset}: {first} (set data.image_size for image trees, or "
-                          f"model.backbone_kwargs for the backbone's input size, e.g. img_size: {size})") from None
-    finally:
-        model.train(was_training)
-
-
-def check_trainer(kwargs: dict[str, Any]) -> None:
-    check_kwargs(pl.Trainer, kwargs, "trainer")
-    for key in TRAINER_OWN:
-        if key in kwargs:
-            raise ConfigError(f"trainer.{key} is set by ssl-bench pretrain (run.dir/run.name/run.logger); "
-                              f"remove it from the config")
-    epochs, steps = kwargs.get("max_epochs"), kwargs.get("max_steps", -1)
-    if isinstance(steps, int) and steps > 0:
-        return
-    if not (isinstance(epochs, int) and epochs >= 1):
-        raise ConfigError(f"trainer.max_epochs must be a positive integer (the learning-rate schedule needs a "
-                          f"finite length), got {epochs!r}")
-
-
-def build_loggers(run_cfg: dict[str, Any], run_dir: Path, name: str, resuming: bool) -> list[Logger]:
-    kind = run_cfg["logger"]
-    if kind not in LOGGERS:
-        raise ConfigError(f"unknown run.logger '{kind}'; allowed: {', '.join(LOGGERS)}{did_you_mean(kind, LOGGERS)}")
-    loggers: list[Logger] = [RunCSVLogger(str(run_dir), append=resuming)]
-    if kind == "wandb":
-        from pytorch_lightning.loggers import WandbLogger  # honours WANDB_MODE=offline
-
-        loggers.append(WandbLogger(project=run_cfg["wandb_project"], name=name, save_dir=str(run_dir)))
-    return loggers
-
-
-class ProgressBar(TQDMProgressBar):
-    """Lightning's bar, plus the latest ``val_knn_top1`` next to the loss (and no ``v_num``)."""
-
-    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        items = super().get_metrics(trainer, pl_module)
-        items.pop("v_num", None)
-        knn = trainer.callback_metrics.get("val_knn_top1")
-        if knn is not None:
-            items["val_knn_top1"] = f"{float(knn):.2f}"
-        return items
-
-
-def build_trainer(trainer_cfg: dict[str, Any], run_dir: Path, loggers: list[Logger],
-                  checkpoint: LastCheckpoint | None = None) -> pl.Trainer:
-    """``checkpoint``: the LastCheckpoint callback (default: epoch ends only); not added when
-    ``trainer.enable_checkpointing`` is false."""
-    kwargs = {**TRAINER_DEFAULTS, **trainer_cfg}
-    if kwargs.get("deterministic") and "benchmark" not in trainer_cfg:
-        kwargs["benchmark"] = False
-    check_trainer(kwargs)
-    callbacks = list(kwargs.pop("callbacks", None) or [])
-    if kwargs.get("enable_checkpointing", True):
-        # one file, checkpoints/last.ckpt, rewritten (atomically) at every epoch end (and interval)
-        callbacks.insert(0, checkpoint or LastCheckpoint(run_dir / "checkpoints"))
-    if kwargs.get("enable_progress_bar", True):
-        # refreshing every step would call .item() (a GPU sync) on the loss every step
-        callbacks.append(ProgressBar(refresh_rate=kwargs["log_every_n_steps"]))
-    # the data module shards and shuffles itself (rank-aware, resumable samplers)
-    try:
-        return pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
-                          use_distributed_sampler=False, plugins=[AtomicCheckpointIO()], **kwargs)
-    except Exception as err:  # Lightning's MisconfigurationException and friends: one line naming the section
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"trainer: {first}") from None
-
-
 def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     out = {}
     for key, value in trainer.callback_metrics.items():
         value = float(value.item() if isinstance(value, torch.Tensor) else value)
         out[key] = value if math.isfinite(value) else None
     return out
-
-
-def method_path(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def read_resume_checkpoint(path: Path, model: BaseMethod) -> dict[str, Any]:
@@ -327,7 +171,7 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
     plan = _plan_run_directory(cfg, run_dir, rank_zero)
 
     # build and check everything before the run directory is touched
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=int(run_cfg["seed"]))
     model = build_method(cfg["model"], dm.num_classes)
     check_model_input(model, dm)
     if plan.ckpt_path is not None:
@@ -337,7 +181,11 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                 metadata={"method": method_path(type(model)), "backbone": model.hparams.backbone},
                                 previous_seconds=float(plan.ckpt_meta.get("train_seconds", 0.0)))
     loggers = build_loggers(run_cfg, run_dir, name, plan.ckpt_path is not None)
-    trainer = build_trainer(cfg["trainer"], run_dir, loggers, checkpoint)
+    stop = StopOnSigterm()
+    trainer = build_trainer(cfg["trainer"], run_dir, loggers, checkpoint, extra_callbacks=[stop],
+                            collective_timeout_minutes=run_cfg["collective_timeout_minutes"])
+    schedule = schedule_model(model, dm, trainer)
+    derived = derived_values(schedule, run_cfg["seed"], trainer.world_size)
 
     if plan.state is rd.RunState.FINISHED and run_cfg["resume"] is not None:
         summary = rd.read_summary(run_dir) or {}
@@ -348,9 +196,9 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                     f"(trainer.enable_checkpointing was false): it cannot be continued")
 
     if rank_zero:
-        _prepare_run_directory(cfg, plan)
-    for logger in _wandb_loggers(loggers):
-        logger.experiment.config.update(plain(cfg), allow_val_change=True)  # the whole resolved config
+        _prepare_run_directory({**cfg, DERIVED: derived}, plan)
+    for logger in _wandb_loggers(loggers):  # the whole resolved config, and what was derived from it
+        logger.experiment.config.update(plain({**cfg, DERIVED: derived}), allow_val_change=True)
 
     start = time.perf_counter()
     try:
@@ -358,8 +206,14 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     weights_only=True)  # tensors and plain values only: a checkpoint can run no code
     except BaseException as err:
         _finish_wandb(loggers, 1)
+        if stop.received and isinstance(err, SystemExit):  # Lightning's SIGTERMException
+            raise Stopped(_stopped_message(checkpoint, trainer)) from None
         if isinstance(err, SystemExit) and trainer.interrupted:  # Lightning's answer to Ctrl-C: sys.exit(1)
             raise Interrupted(_interrupted_message(checkpoint, trainer)) from None
+        line = collective_timeout_line(err, trainer.global_rank, trainer.world_size,
+                                       run_cfg["collective_timeout_minutes"])
+        if line is not None:
+            raise CollectiveTimeoutError(line) from None
         raise
     metrics = _final_metrics(trainer)
     fit_seconds = time.perf_counter() - start
@@ -373,6 +227,9 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "fit_seconds": round(float(plan.ckpt_meta.get("train_seconds", 0.0)) + fit_seconds, 2),
         "resumed_from": str(plan.ckpt_path) if plan.ckpt_path else None,
         "world_size": trainer.world_size,
+        "global_batch_size": schedule.global_batch_size,
+        "lr": schedule.lr,
+        DERIVED: derived,
         "skipped_image_reads": dm.skipped_images,
         "is_global_zero": trainer.is_global_zero,
         **{k: metrics.get(k) for k in SUMMARY_KEYS},
@@ -384,6 +241,13 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
         (run_dir / rd.PREVIOUS_SUMMARY).unlink(missing_ok=True)
     _finish_wandb(loggers, 0)
     return summary
+
+
+def _stopped_message(checkpoint: LastCheckpoint, trainer: pl.Trainer) -> str:
+    if checkpoint.saved_at_stop is not None:
+        return (f"stopped by SIGTERM at step {checkpoint.saved_at_stop}; checkpoint saved: {checkpoint.path} "
+                f"(continue with --run.resume auto)")
+    return "stopped by SIGTERM; " + _interrupted_message(checkpoint, trainer).removeprefix("interrupted; ")
 
 
 def _interrupted_message(checkpoint: LastCheckpoint, trainer: pl.Trainer) -> str:
@@ -412,34 +276,6 @@ def _finish_wandb(loggers: list[Logger], status: int) -> None:
 
 
 # ----------------------------------------------------------------------------- discovery
-
-def full_config(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``cfg`` with every default filled in (model: the method's and BaseMethod's constructor
-    arguments; data: SSLDataModule's; trainer: ssl-bench's defaults then Lightning's), checked."""
-    check_run(cfg["run"])
-    model = dict(cfg["model"])
-    if model.get("name") is None:
-        raise ConfigError(f"model.name is required; known: {', '.join(sorted(METHODS))}")
-    cls = resolve_class(str(model["name"]), METHODS, BaseMethod, "method")
-    check_kwargs(cls, {k: v for k, v in model.items() if k != "name"}, "model")
-    data = dict(cfg["data"])
-    check_kwargs(SSLDataModule, data, "data")
-    check_augment(data.get("augment"))
-    trainer = {**TRAINER_DEFAULTS, **cfg["trainer"]}
-    check_trainer(trainer)
-
-    def defaults(params: dict[str, inspect.Parameter], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-        return {k: p.default for k, p in params.items()
-                if p.default is not inspect.Parameter.empty and k not in skip}
-
-    out_model = {"name": model["name"],
-                 **{**defaults(init_parameters(cls), ("num_classes",)), **model}}
-    out_data = {**defaults(init_parameters(SSLDataModule)), **data}
-    out_data["augment"] = {"name": "simclr", **(data.get("augment") or {})}
-    lightning = defaults(dict(inspect.signature(pl.Trainer.__init__).parameters), TRAINER_OWN + ("callbacks",))
-    out_trainer = {**trainer, **{k: v for k, v in lightning.items() if k not in trainer}}
-    return plain({"model": out_model, "data": out_data, "trainer": out_trainer, "run": dict(cfg["run"])})
-
 
 def summary_line(summary: dict[str, Any]) -> str:
     def pct(key: str) -> str:

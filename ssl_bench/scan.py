@@ -48,7 +48,7 @@ from .errors import ConfigError, did_you_mean
 from .features import embed
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
-from .pretrain import build_datamodule
+from .build import build_datamodule
 
 
 @dataclass
@@ -320,7 +320,7 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
     s = settings or ScanSettings()
     s.check()
     method, cfg, run_dir = load_checkpoint(ckpt)
-    dm = build_datamodule({**cfg["data"], **(data_overrides or {})})
+    dm = build_datamodule({**cfg["data"], **(data_overrides or {})}, seed=int(cfg["run"]["seed"]))
     src = dm.source
     if not (src.train.in_memory and src.val.in_memory):
         raise ConfigError(f"scan needs an in-memory dataset (cifar10, cifar100, stl10, digits); "

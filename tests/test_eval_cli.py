@@ -9,7 +9,7 @@ import torch
 
 from ssl_bench.cli import main
 from ssl_bench.label_subset import balanced_label_subset, per_class_count
-from ssl_bench.pretrain import build_datamodule, build_method, build_trainer
+from ssl_bench.build import build_datamodule, build_method, build_trainer
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -103,7 +103,7 @@ def test_random_init_baseline_from_the_cli(repo, tmp_path):
 
     cfg = load_config(cfg_path)
     pl.seed_everything(1, workers=True, verbose=False)
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     model = build_method(cfg["model"], dm.num_classes)
     trainer = build_trainer({**cfg["trainer"], "enable_progress_bar": False, "enable_model_summary": False},
                             tmp_path / "v", loggers=[])

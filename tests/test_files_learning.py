@@ -27,7 +27,8 @@ import pytest
 import pytorch_lightning as pl
 from test_learning import config
 
-from ssl_bench.pretrain import build_datamodule, build_method, build_trainer, pretrain
+from ssl_bench.build import build_datamodule, build_method, build_trainer
+from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def run(pipeline: str, root: Path, run_dir: Path, seed: int = 0) -> float:
 def random_init(root: Path, run_dir: Path, seed: int = 0) -> float:
     cfg = tree_config("per_image", root, run_dir, seed)
     pl.seed_everything(seed, verbose=False)
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     trainer = build_trainer(cfg["trainer"], run_dir / "baseline", loggers=[])
     trainer.validate(build_method(cfg["model"], dm.num_classes), datamodule=dm, verbose=False)
     return float(trainer.callback_metrics["val_knn_top1"])

@@ -39,7 +39,8 @@ import json
 import pytest
 
 from ssl_bench.config import load_config
-from ssl_bench.pretrain import build_datamodule, build_method, build_trainer, pretrain
+from ssl_bench.build import build_datamodule, build_method, build_trainer
+from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def untrained_knn(cfg: dict, tmp_path) -> float:
     """k-NN top-1 of the network ``cfg`` builds, before any training (same seed, same data)."""
     import pytorch_lightning as pl
     pl.seed_everything(cfg["run"]["seed"], verbose=False)
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     model = build_method(cfg["model"], dm.num_classes)
     trainer = build_trainer(cfg["trainer"], tmp_path / "baseline", loggers=[])
     trainer.validate(model, datamodule=dm, verbose=False)

@@ -87,7 +87,7 @@ def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monk
     run_scan(digits_ckpt, ScanSettings(**{**s.__dict__, "mine_on": "backbone"}), out=tmp_path / "o",
              log=lambda _: None)
     run_scan(digits_ckpt, s, out=tmp_path / "o", overwrite=True, log=lambda _: None)  # must not reuse
-    dm = scan.build_datamodule(cfg["data"])
+    dm = scan.build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     proj_x = scan.embed(encoders["projector"], dm.source.train.images, dm.eval_batch_transform)
     cached = torch.load(tmp_path / "o/neighbors.pt", weights_only=True)["indices"]
     assert torch.equal(cached, mine_neighbors(proj_x, 5))

@@ -29,7 +29,8 @@ import pytest
 
 from test_learning import DATA, MARGIN, config
 from ssl_bench.data.labelled import labelled_indices
-from ssl_bench.pretrain import build_datamodule, pretrain
+from ssl_bench.build import build_datamodule
+from ssl_bench.pretrain import pretrain
 from ssl_bench.data.recipes import view_augment
 from ssl_bench.scan import ScanSettings, load_checkpoint, run_scan
 from ssl_bench.supervised import accuracy, train_supervised
@@ -81,7 +82,7 @@ def supervised_baseline(seed: int = 0, init=None) -> float:
     if init is None and seed in _SCRATCH:
         return _SCRATCH[seed]
     cfg = paws_config(Path("unused"), seed)
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     train = dm.source.train
     idx = labelled_indices(train.labels, LABEL_FRACTION, seed=seed)
     view = view_augment("strong", dm.image_size, dm.mean, dm.std)

@@ -32,7 +32,8 @@ import pytorch_lightning as pl
 
 from ssl_bench.config import load_config
 from ssl_bench.metrics import log_vmf_normalizer
-from ssl_bench.pretrain import build_datamodule, build_method, build_trainer, pretrain
+from ssl_bench.build import build_datamodule, build_method, build_trainer
+from ssl_bench.pretrain import pretrain
 
 KAPPA = 10.0
 PROJ_DIM = 64
@@ -103,7 +104,7 @@ def config(c: dict | None, out: Path, args: argparse.Namespace) -> dict:
 def random_init_knn(out: Path, args: argparse.Namespace) -> float:
     cfg = config(None, out, args)
     pl.seed_everything(args.seed, verbose=False)
-    dm = build_datamodule(cfg["data"])
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     model = build_method(cfg["model"], dm.num_classes)
     trainer = build_trainer({**cfg["trainer"]}, out / "runs" / "random-init", loggers=[])
     trainer.validate(model, datamodule=dm, verbose=False)

@@ -112,7 +112,7 @@ class CollapseMonitor(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         z = outputs["z"]
-        z1, z2 = (gather_uneven(pl_module, zi) for zi in (z[0], z[1] if len(z) > 1 else z[0]))
+        z1, z2 = (gather_uneven(zi) for zi in (z[0], z[1] if len(z) > 1 else z[0]))
         self.buffer.add(z1, z2)
         er = outputs.get("er")
         if er is not None and er.support == "softmax":

@@ -7,8 +7,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
-from ..distributed import gather_uneven
 from ..metrics import knn_accuracy, weighted_knn_predict
+from .eval_split import gather_split
 
 VAL_LOADER, BANK_LOADER = 0, 1
 
@@ -26,16 +26,6 @@ class KNNEvaluator(pl.Callback):
         self._feats: dict[int, list[torch.Tensor]] = {}
         self._labels: dict[int, list[torch.Tensor]] = {}
         self._warned = False
-
-    @staticmethod
-    def _split_size(trainer: pl.Trainer, dataloader_idx: int) -> int | None:
-        """Images in the split: rank-contiguous eval samplers pad the last rank with repeats of the
-        final image, which the gathered (rank-ordered) features must not count twice."""
-        loaders = trainer.val_dataloaders
-        try:
-            return len(loaders[dataloader_idx].dataset)
-        except (TypeError, IndexError, KeyError, AttributeError):
-            return None
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._feats, self._labels = {}, {}
@@ -55,8 +45,7 @@ class KNNEvaluator(pl.Callback):
                 self._warned = True
             return
         bank, bank_labels, queries, query_labels = (
-            gather_uneven(pl_module, torch.cat(store[i]))[: self._split_size(trainer, i)]
-            for i in (BANK_LOADER, VAL_LOADER) for store in (self._feats, self._labels))
+            gather_split(store[i], trainer, i) for i in (BANK_LOADER, VAL_LOADER) for store in (self._feats, self._labels))
         num_classes = pl_module.hparams.get("num_classes") or int(bank_labels.max()) + 1
         scores = weighted_knn_predict(bank, bank_labels, queries, num_classes, k=self.k,
                                       temperature=self.temperature, chunk_size=self.chunk_size)

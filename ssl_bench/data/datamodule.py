@@ -160,7 +160,10 @@ class SSLDataModule(pl.LightningDataModule):
         augment: recipe config for ``recipes.build_recipe`` (e.g. ``{name: byol, num_small_crops: 6}``).
         train_subset / val_subset: class-stratified subset sizes (seeded by ``seed``).
         eval_train_subset: size of the stratified subset of the train split used as k-NN bank / probe set.
-        seed: seeds the subsets and the training order (``seed + epoch``).
+        seed: seeds the data's subsets (``train_subset``, ``val_subset``, ``eval_train_subset``), which
+            define the data and so stay fixed across run seeds.
+        order_seed: seeds the training order (``order_seed + epoch``); ``None``: ``seed``. A run built
+            from a config gets ``run.seed`` here (``build.build_datamodule``), so run seeds vary it.
         in_memory_device: where the batched pipeline keeps the images: ``"auto"`` (the training
             device when it is a GPU, else CPU), ``"cpu"`` or ``"cuda"``.
         image_size: training crop size for image trees (default: the images' median shorter side, at
@@ -176,7 +179,8 @@ class SSLDataModule(pl.LightningDataModule):
     def __init__(self, dataset: str, root: str | None = None, batch_size: int = 256, eval_batch_size: int = 512,
                  num_workers: int = 2, pipeline: str = "auto", augment: dict | None = None,
                  train_subset: int | None = None, val_subset: int | None = None,
-                 eval_train_subset: int | None = None, seed: int = 0, in_memory_device: str = "auto",
+                 eval_train_subset: int | None = None, seed: int = 0, order_seed: int | None = None,
+                 in_memory_device: str = "auto",
                  image_size: int | None = None, use_unlabeled: bool = False,
                  check_images: bool = False, skip_corrupt_images: bool = False,
                  drop_unknown_val_classes: bool = False) -> None:
@@ -261,6 +265,12 @@ class SSLDataModule(pl.LightningDataModule):
     def skipped_images(self) -> int:
         """Unreadable images left out so far (at the check, and reads skipped while loading)."""
         return self._skipped_at_check + sum(int(d.skipped) for d in self._per_sample)
+
+    @property
+    def train_order_seed(self) -> int:
+        """The seed of the training order (``order_seed``, else ``seed``)."""
+        h = self.hparams
+        return int(h.seed if h.order_seed is None else h.order_seed)
 
     @property
     def num_classes(self) -> int:
@@ -351,7 +361,7 @@ class SSLDataModule(pl.LightningDataModule):
         self.setup()
         split = self._splits["train"]
         world, rank = self._ranks()
-        sampler = ShuffledBatchSampler(len(split), self.hparams.batch_size, world, rank, self.hparams.seed)
+        sampler = ShuffledBatchSampler(len(split), self.hparams.batch_size, world, rank, self.train_order_seed)
         if len(sampler) == 0:
             raise ValueError(f"{self.hparams.dataset}: the training split has {len(split)} images, fewer than one "
                              f"global batch (data.batch_size {self.hparams.batch_size} x {world} ranks)")

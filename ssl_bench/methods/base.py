@@ -1,7 +1,7 @@
 """BaseMethod: what every SSL method shares, so a method file only declares heads and a loss.
 
 Owns the backbone (from the registry), the multi-view batch contract, the optimiser with its
-per-step warmup+cosine schedule and batch-size LR scaling, divergence checks, RNG state in
+per-step warmup+cosine schedule at the batch-scaled LR that the build layer derives (``set_schedule``), divergence checks, RNG state in
 checkpoints, and (via ``configure_callbacks``) online linear probing, k-NN evaluation and the
 collapse monitor.
 """
@@ -18,7 +18,7 @@ from torch import Tensor
 from ..backbones import build_backbone
 from ..distributed import gather_no_grad, gather_with_grad
 from ..errors import DivergenceError
-from ..optim import build_optimizer, parameter_groups, scaled_lr, warmup_cosine_scheduler
+from ..optim import TrainingSchedule, build_optimizer, parameter_groups, warmup_cosine_scheduler
 from .er import ERInputs, ERSettings
 
 SSLOutput = Tensor | dict[str, Any]
@@ -90,6 +90,7 @@ class BaseMethod(pl.LightningModule):
         if compile_backbone:
             self.backbone.compile()
         self.register_buffer("_nonfinite_steps", torch.zeros((), dtype=torch.long), persistent=False)
+        self.schedule: TrainingSchedule | None = None  # set by the build layer (set_schedule)
 
     # ----------------------------------------------------------------------------- forward pieces
     def forward(self, images: Tensor) -> Tensor:
@@ -181,24 +182,31 @@ class BaseMethod(pl.LightningModule):
                 "try a lower lr or more warmup; the last good checkpoint was kept")
 
     # ----------------------------------------------------------------------------- optimisation
-    @property
-    def global_batch_size(self) -> int:
-        trainer = self.trainer
-        dm = getattr(trainer, "datamodule", None)
-        batch_size = getattr(dm, "batch_size", None) or self.hparams.get("batch_size") or 256
-        return int(batch_size) * trainer.world_size * trainer.accumulate_grad_batches
+    def set_schedule(self, schedule: TrainingSchedule) -> None:
+        """The derived optimisation values (``build.derive_schedule``: global batch, scaled lr, steps),
+        computed once from the whole config; the optimiser, its schedule and the probe use them as they are."""
+        self.schedule = schedule
+
+    def _schedule_for(self, trainer: pl.Trainer) -> TrainingSchedule:
+        schedule = getattr(self, "schedule", None)
+        if schedule is None:
+            raise RuntimeError(f"{type(self).__name__} has no training schedule: build the run with "
+                               "ssl_bench.build (pretrain does), or call set_schedule(derive_schedule(...)) "
+                               "before fitting with a Trainer of your own")
+        stepping = int(trainer.estimated_stepping_batches)
+        if stepping != schedule.total_steps:
+            raise RuntimeError(f"the schedule was derived for {schedule.total_steps} optimiser steps, but the "
+                               f"trainer will take {stepping}: derive it from this trainer and data module")
+        return schedule
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
+        schedule = self._schedule_for(self.trainer)
         groups = parameter_groups(self, hp.weight_decay, hp.exclude_bias_n_norm)
-        lr = scaled_lr(hp.lr, self.global_batch_size, hp.reference_batch_size, hp.lr_scaling)
         fused = hp.fused_optimizer and self.device.type == "cuda"
-        opt = build_optimizer(hp.optimizer, groups, lr, momentum=hp.momentum,
+        opt = build_optimizer(hp.optimizer, groups, schedule.lr, momentum=hp.momentum,
                               lars_trust_coeff=hp.lars_trust_coeff, betas=tuple(hp.betas), fused=fused)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = int(round(hp.warmup_epochs * total / epochs))
-        sched = warmup_cosine_scheduler(opt, warmup, total, hp.final_lr_factor)
+        sched = warmup_cosine_scheduler(opt, schedule.warmup_steps, schedule.total_steps, hp.final_lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ----------------------------------------------------------------------------- callbacks
@@ -209,7 +217,9 @@ class BaseMethod(pl.LightningModule):
         hp = self.hparams
         callbacks: list[pl.Callback] = []
         if hp.linear_probe:
-            callbacks.append(OnlineLinearProbe(self.feature_dim, hp.num_classes, lr=hp.probe_lr))
+            schedule = getattr(self, "schedule", None)
+            callbacks.append(OnlineLinearProbe(self.feature_dim, hp.num_classes, lr=hp.probe_lr,
+                                               total_steps=schedule.total_steps if schedule else None))
         if hp.knn:
             callbacks.append(KNNEvaluator(k=hp.knn_k, temperature=hp.knn_temperature))
         if hp.collapse_monitor:

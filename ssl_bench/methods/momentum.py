@@ -56,7 +56,8 @@ class BaseMomentumMethod(BaseMethod):
 
     @property
     def tau(self) -> float:
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
+        # the run's derived step count (set_schedule); outside a fit (unit tests) the schedule may be unset
+        total = self.schedule.total_steps if self.schedule is not None else 1
         return cosine_momentum(self.global_step, total, self.hparams.base_tau, self.hparams.final_tau)
 
     def teacher_forward(self, images: Tensor) -> Tensor:

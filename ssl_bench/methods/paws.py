@@ -130,7 +130,7 @@ class PAWS(BaseMethod):
         feats, z, labels = (torch.cat(t) for t in zip(*self._val))
         self._val.clear()
         if self.trainer is not None and self.trainer.world_size > 1:
-            feats, z, labels = (gather_uneven(self, t) for t in (feats, z, labels))
+            feats, z, labels = (gather_uneven(t) for t in (feats, z, labels))
         scores = self.few_label_scores(feats, z)
         for name, s in scores.items():
             self.log(name, 100.0 * float((s.argmax(1) == labels).float().mean()), sync_dist=False)

@@ -86,7 +86,7 @@ def config_error(cell: Cell) -> str | None:
     from ..config import check_kwargs, resolve_class
     from ..data import SSLDataModule
     from ..methods import METHODS, BaseMethod
-    from ..pretrain import TRAINER_DEFAULTS
+    from ..build import TRAINER_DEFAULTS
 
     cfg = cell.config
     try:

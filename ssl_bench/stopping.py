@@ -1,0 +1,82 @@
+"""How a run ends when it cannot finish: a scheduler's stop signal, or ranks that fell out of step.
+
+- ``StopOnSigterm`` (a callback): SIGTERM (what SLURM and ``timeout`` send before they kill) only
+  sets a flag. Lightning then ends the fit at the next step boundary on every rank together (rank 0's
+  flag is broadcast at each step of a multi-process run), and ``LastCheckpoint`` saves the state
+  reached, so ``--run.resume auto`` continues exactly. Lightning's own handler also runs a collective
+  inside the signal handler, which can pair with another rank's unrelated collective; this one
+  runs none.
+- ``collective_timeout_line``: a collective that waited past ``run.collective_timeout_minutes``
+  (the process group's timeout) raises in the waiting rank; this turns the error into one line that
+  names the rank, the collective and the code that called it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import traceback
+from types import FrameType, TracebackType
+
+import pytorch_lightning as pl
+
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # the shell's convention for "ended by SIGTERM"
+_LIBRARY_DIRS = tuple(os.sep + d + os.sep for d in ("torch", "pytorch_lightning", "lightning_fabric", "lightning"))
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was stopped by SIGTERM; the message says which checkpoint was kept."""
+
+
+class StopOnSigterm(pl.Callback):
+    """Replaces Lightning's SIGTERM handler for the fit with one that only records the request."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            self.received = True
+            trainer._signal_connector.received_sigterm = True  # what Lightning's loops check
+
+        # Lightning restores the handlers it found before the fit when the fit ends
+        signal.signal(signal.SIGTERM, request_stop)
+
+
+def collective_timeout_line(err: BaseException, rank: int, world_size: int, minutes: float) -> str | None:
+    """One line for a collective that timed out (gloo: ``Timed out waiting ...``; NCCL's watchdog:
+    ``... timeout ...``), else ``None``."""
+    text = str(err)
+    if not isinstance(err, RuntimeError) or ("timed out" not in text.lower() and "timeout" not in text.lower()):
+        return None
+    collective, caller = _where(err.__traceback__)
+    return (f"rank {rank} of {world_size}: {collective} waited more than {minutes:g} min (run.collective_timeout_"
+            f"minutes) in {caller}; the ranks fell out of step (one rank skipped or added a collective, or "
+            f"died); the last checkpoint is kept")
+
+
+def _where(tb: TracebackType | None) -> tuple[str, str]:
+    """The innermost torch.distributed call, and the innermost frame of the code that called it
+    (outside torch and Lightning), with the Lightning hook it ran in."""
+    frames = traceback.extract_tb(tb)
+    collective = next((f.name for f in reversed(frames) if "distributed" in f.filename and
+                       os.sep + "torch" + os.sep in f.filename), "a collective")
+    own = [f for f in frames if not any(d in f.filename for d in _LIBRARY_DIRS)]
+    hook = None
+    while tb is not None:  # Lightning's hook runner keeps the hook's name in a local variable
+        hook = tb.tb_frame.f_locals.get("hook_name", hook) if "pytorch_lightning" in tb.tb_frame.f_code.co_filename \
+            else hook
+        tb = tb.tb_next
+    where = f"{own[-1].name} ({_short(own[-1].filename)}:{own[-1].lineno})" if own else "Lightning's loop"
+    return collective, where + (f", during {hook}" if isinstance(hook, str) else "")
+
+
+def _short(path: str) -> str:
+    parts = path.split(os.sep)
+    for anchor in ("ssl_bench", "tests", "benchmarks"):
+        if anchor in parts:
+            return os.sep.join(parts[parts.index(anchor):])
+    return os.path.basename(path)
