@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,15 +60,8 @@ def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 def read_resume_checkpoint(path: Path, model: BaseMethod) -> dict[str, Any]:
     """Load ``path`` safely (plain tensors only) and check that it holds this method and backbone.
     Returns its ``ssl_bench`` entry (with ``next_log_step`` filled in for older checkpoints)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ConfigError(f"run.resume: {path} holds pickled Python objects, which are refused (loading them "
-                          f"could run code); only checkpoints written by ssl-bench can be resumed") from None
-    except Exception as err:  # truncated or not a torch file at all
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"run.resume: {path} is not a readable checkpoint ({first})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+    ckpt = rd.load_checkpoint_file(path, "run.resume")  # one line for pickled objects or a broken file
+    if not isinstance(ckpt.get("state_dict"), dict):
         raise ConfigError(f"run.resume: {path} is not a Lightning checkpoint (no state_dict)")
     meta = dict(ckpt.get(CKPT_META) or {})
     asked = f"{type(model).__name__} with backbone {model.hparams.backbone}"

@@ -9,16 +9,26 @@ A run directory is one of (``run_state``):
 
 ``ssl-bench pretrain`` refuses to start in a ``partial`` or ``finished`` directory unless told to
 resume (``run.resume``) or to start afresh (``run.overwrite``); the sweep runner skips ``finished``
-cells and resumes ``partial`` ones. Pure Python: no torch import.
+cells and resumes ``partial`` ones.
+
+``load_checkpoint_file`` is the one way a checkpoint is read (resume, eval, scan): plain tensors and
+containers only, and a file that holds anything else is refused in one line, never loaded. Pure
+Python otherwise: torch is imported by that function only.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import pickletools
 import shutil
+import warnings
+import zipfile
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
 
 CONFIG, METRICS, HPARAMS, SUMMARY = "config.yaml", "metrics.csv", "hparams.yaml", "summary.json"
 PREVIOUS_SUMMARY = "summary.previous.json"  # the summary of a finished run while it is being extended
@@ -92,3 +102,63 @@ def clear_run(run_dir: str | os.PathLike) -> list[str]:
         shutil.rmtree(wandb_dir)
         removed.append("wandb/")
     return removed
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (its class name when empty); torch's own advice on
+    ``weights_only`` is never passed on."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    if not first or "weights_only" in first:
+        return type(err).__name__
+    return first if " " in first else f"{type(err).__name__}: {first}"  # KeyError('101') says little
+
+
+def _is_pickle_stream(path: Path) -> tuple[bool, str]:
+    """Whether ``path`` (a torch zip archive's ``data.pkl``, else the file itself) starts with a
+    complete pickle stream, and if not, why. The opcodes are only parsed (``pickletools``), nothing
+    is built or run."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"]
+                if not names:
+                    return False, "a zip archive without data.pkl"
+                data = archive.read(names[0])
+        else:
+            data = path.read_bytes()
+        for _ in pickletools.genops(data):  # stops at the first STOP opcode
+            pass
+    except Exception as err:  # noqa: BLE001 - any parse failure means "not a pickle"
+        return False, _first_line(err)
+    return True, ""
+
+
+def load_checkpoint_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The dict saved in ``path`` by ``torch.save``, loaded on the CPU with ``weights_only=True``
+    (tensors, numbers, strings and containers only). ``what`` starts every message (the option or
+    command the file came from: ``run.resume``, ``eval --ckpt``...). Raises ``ConfigError`` in one
+    line when the file holds pickled Python objects (refused: they are not loaded), when it is not a
+    readable checkpoint (truncated, not a torch file), or when it holds something else than a dict."""
+    import torch
+
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ConfigError(f"{what}: {path} is not a readable checkpoint (the file is empty)")
+    try:
+        with warnings.catch_warnings():  # torch's note that the file uses a newer pickle protocol
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # the weights-only unpickler refused it, or it is no pickle
+        is_pickle, why = _is_pickle_stream(path)
+        if is_pickle:
+            raise ConfigError(f"{what}: {path} holds pickled Python objects and was not loaded (they are "
+                              f"refused: loading them could run code); only checkpoints written by ssl-bench "
+                              f"can be read") from None
+        cause = err.__context__ or err  # torch wraps the unpickler's own error in its advice
+        raise ConfigError(f"{what}: {path} is not a readable checkpoint ({why or _first_line(cause)})") from None
+    except Exception as err:  # truncated, empty, or not a torch file at all
+        raise ConfigError(f"{what}: {path} is not a readable checkpoint ({_first_line(err)})") from None
+    if not isinstance(blob, dict):
+        raise ConfigError(f"{what}: {path} is not a checkpoint (it holds a {type(blob).__name__}, not a dict)")
+    return blob

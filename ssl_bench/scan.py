@@ -48,6 +48,7 @@ from .errors import ConfigError, did_you_mean
 from .features import embed
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
+from .run_dir import load_checkpoint_file
 from .build import build_datamodule
 
 
@@ -136,7 +137,8 @@ class ClusterModel(nn.Module):
 # --------------------------------------------------------------------------- loading and features
 
 def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]:
-    """The method of a pretraining checkpoint (``weights_only=True``), its run config and run dir."""
+    """The method of a pretraining checkpoint (``run_dir.load_checkpoint_file``: plain tensors only),
+    its run config and run dir."""
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint not found: {ckpt}")
@@ -145,7 +147,13 @@ def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]
         raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt})")
     cfg = load_config(run_dir / "config.yaml")
     cls = resolve_class(str(cfg["model"]["name"]), METHODS, BaseMethod, "method")
-    model = cls.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    blob = load_checkpoint_file(ckpt, "scan checkpoint")  # pickled objects or a broken file: one line
+    if not isinstance(blob.get("state_dict"), dict):
+        raise ConfigError(f"scan checkpoint: {ckpt} is not a Lightning checkpoint (no state_dict)")
+    # what LightningModule.load_from_checkpoint does, on the safely loaded dict
+    model = cls(**(blob.get("hyper_parameters") or {}))
+    model.on_load_checkpoint(blob)
+    model.load_state_dict(blob["state_dict"])
     return model, cfg, run_dir
 
 
@@ -183,8 +191,11 @@ def neighbor_accuracy(neighbors: Tensor, labels: Tensor) -> float:
 def cached_neighbors(path: Path, key: dict[str, Any], compute) -> Tensor:
     """Neighbour indices from ``path`` if it was written for the same ``key``, else computed and saved."""
     if path.is_file():
-        stored = torch.load(path, weights_only=True)
-        if stored.get("key") == key:
+        try:
+            stored = load_checkpoint_file(path, "scan neighbours cache")
+        except ConfigError:  # a cache: one that cannot be read safely is computed again and replaced
+            stored = {}
+        if stored.get("key") == key and isinstance(stored.get("indices"), torch.Tensor):
             return stored["indices"]
     indices = compute()
     torch.save({"key": key, "indices": indices.cpu()}, path)
