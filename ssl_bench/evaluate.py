@@ -264,16 +264,17 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
     target = EvalTarget(ckpt, config, {"data": data_overrides or {}, "model": model_overrides or {},
                                        "run": run_overrides or {}}, random_init)
     seed = int(target.cfg["run"].get("seed", 0))
+    subset_seed = int(target.dm.hparams.seed)  # data.seed: label subsets stay fixed across run seeds
     num_classes = target.dm.num_classes
     if protocol == "finetune":
         target.model()  # the mismatch check comes before anything is trained
         train_y, val_y = (split.labels.cpu() for split in target.dm.eval_splits())
-        idx = label_indices(train_y, label_fraction, label_indices_file, seed)
+        idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
         acc, cached = finetune_scores(target, epochs, seed, idx), None
     else:
         fs, cached = target.features()
         train_y, val_y = fs.train_y, fs.val_y
-        idx = label_indices(train_y, label_fraction, label_indices_file, seed)
+        idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
         if protocol == "knn":
             acc = knn_scores(fs, num_classes, k, temperature, idx)
         else:
@@ -282,13 +283,14 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
                 "temperature": temperature if protocol == "knn" else None,
                 "epochs": epochs if protocol != "knn" else None,
                 **({"recipe": FINETUNE_RECIPE} if protocol == "finetune" else {}),
-                "label_fraction": label_fraction, "label_seed": seed,
+                "label_fraction": label_fraction, "label_seed": subset_seed,
                 "label_indices_file": str(Path(label_indices_file).resolve()) if label_indices_file else None,
                 "data": target.data_record(),
                 "model": "random_init" if random_init else checkpoint_identity(target.ckpt)}  # type: ignore[arg-type]
     result = {**settings, "checkpoint": str(target.ckpt) if target.ckpt else None, "method": target.method,
               "dataset": target.cfg["data"]["dataset"], "train_size": len(train_y),
               "labelled_size": len(train_y) if idx is None else len(idx), "val_size": len(val_y),
+              "labelled_digest": None if idx is None else hashlib.sha1(idx.cpu().numpy().tobytes()).hexdigest()[:16],
               "features_cached": cached, f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
     out = target.run_dir / "evals" / f"{result_name(settings)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +319,7 @@ def evaluate_grid(target: EvalTarget, ks: list[int], temperatures: list[float], 
     if linear_epochs:
         out["offline_linear_top1"] = linear_scores(fs, n_cls, linear_epochs, seed)[1]
     for frac in label_fractions:
-        idx = balanced_label_subset(fs.train_y, frac, seed)
+        idx = balanced_label_subset(fs.train_y, frac, int(target.dm.hparams.seed))  # data.seed, see evaluate()
         if ks:
             out[f"offline_knn_top1@labels{frac:g}"] = knn_scores(fs, n_cls, ks[0], temperatures[0], idx)[1]
         if linear_epochs:

@@ -7,8 +7,9 @@
   inside the signal handler, which can pair with another rank's unrelated collective; this one
   runs none.
 - ``collective_timeout_line``: a collective that waited past ``run.collective_timeout_minutes``
-  (the process group's timeout) raises in the waiting rank; this turns the error into one line that
-  names the rank, the collective and the code that called it.
+  (the process group's timeout) raises in the waiting rank, and the ranks still waiting then lose
+  their peer; this turns either error into one line that names the rank, the collective and the
+  code that called it.
 """
 from __future__ import annotations
 
@@ -47,15 +48,21 @@ class StopOnSigterm(pl.Callback):
 
 
 def collective_timeout_line(err: BaseException, rank: int, world_size: int, minutes: float) -> str | None:
-    """One line for a collective that timed out (gloo: ``Timed out waiting ...``; NCCL's watchdog:
-    ``... timeout ...``), else ``None``."""
-    text = str(err)
-    if not isinstance(err, RuntimeError) or ("timed out" not in text.lower() and "timeout" not in text.lower()):
+    """One line for a collective that failed in this rank: it timed out (gloo: ``Timed out waiting
+    ...``; NCCL's watchdog: ``... timeout ...``), or another rank ended while this one waited (gloo:
+    ``Connection closed by peer``); ``None`` for any other error."""
+    text = str(err).lower()
+    if not isinstance(err, RuntimeError):
         return None
     collective, caller = _where(err.__traceback__)
-    return (f"rank {rank} of {world_size}: {collective} waited more than {minutes:g} min (run.collective_timeout_"
-            f"minutes) in {caller}; the ranks fell out of step (one rank skipped or added a collective, or "
-            f"died); the last checkpoint is kept")
+    if "timed out" in text or "timeout" in text:
+        what = f"waited more than {minutes:g} min (run.collective_timeout_minutes)"
+    elif "closed by peer" in text or "connection reset" in text:
+        what = "lost its peer (another rank ended while this one waited)"
+    else:
+        return None
+    return (f"rank {rank} of {world_size}: {collective} {what} in {caller}; the ranks fell out of step (one "
+            f"rank skipped or added a collective, died, or started too late); the last checkpoint is kept")
 
 
 def _where(tb: TracebackType | None) -> tuple[str, str]:
