@@ -93,14 +93,14 @@ class LastCheckpoint(Checkpoint):
         self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        """A stop request (SIGTERM, ``stopping.StopOnSigterm``) ends the fit at a step boundary on every
-        rank together: save the state reached there (a validation interrupted half-way is not saved;
-        the checkpoint before it is kept)."""
+        """A stop request (SIGTERM, ``stopping.StopOnSigterm``) ends the fit after a training step on
+        every rank together: save the state reached there."""
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, SIGTERMException) and trainer.training and self._start is not None:
-            # the last finished batch was logged at `_batches_that_stepped - 1`
-            self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+            # raised in on_train_batch_end (StopOnSigterm): saved as a mid-epoch checkpoint there; the
+            # stopped batch's metrics row is not written, and a resumed run logs from the next step
+            self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped + 1)
             self.saved_at_stop = trainer.global_step
 
     def _save(self, trainer: pl.Trainer, next_log_step: int) -> None:

@@ -1,11 +1,11 @@
 """How a run ends when it cannot finish: a scheduler's stop signal, or ranks that fell out of step.
 
 - ``StopOnSigterm`` (a callback): SIGTERM (what SLURM and ``timeout`` send before they kill) only
-  sets a flag. Lightning then ends the fit at the next step boundary on every rank together (rank 0's
-  flag is broadcast at each step of a multi-process run), and ``LastCheckpoint`` saves the state
-  reached, so ``--run.resume auto`` continues exactly. Lightning's own handler also runs a collective
-  inside the signal handler, which can pair with another rank's unrelated collective; this one
-  runs none.
+  sets a flag; after each training step the ranks sum their flags (one scalar all-reduce) and all
+  stop after the same step, where ``LastCheckpoint`` saves the state reached, so ``--run.resume
+  auto`` continues exactly. Lightning's own handler runs a collective inside the signal handler,
+  which can pair with another rank's unrelated collective, and its validation loop stops one rank
+  alone; this one does neither.
 - ``collective_timeout_line``: a collective that waited past ``run.collective_timeout_minutes``
   (the process group's timeout) raises in the waiting rank, and the ranks still waiting then lose
   their peer; this turns either error into one line that names the rank, the collective and the
@@ -19,7 +19,13 @@ import threading
 import traceback
 from types import FrameType, TracebackType
 
+from typing import Any
+
 import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from .distributed import all_reduce_sum
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # the shell's convention for "ended by SIGTERM"
 _LIBRARY_DIRS = tuple(os.sep + d + os.sep for d in ("torch", "pytorch_lightning", "lightning_fabric", "lightning"))
@@ -30,7 +36,10 @@ class Stopped(KeyboardInterrupt):
 
 
 class StopOnSigterm(pl.Callback):
-    """Replaces Lightning's SIGTERM handler for the fit with one that only records the request."""
+    """Replaces Lightning's SIGTERM handler for the fit with one that only records the request; the
+    ranks then decide together, after a training step, to stop there (``SIGTERMException``, which
+    ``LastCheckpoint.on_exception`` answers with a checkpoint). Lightning's own check would let a
+    rank stop alone in the middle of a validation while the others wait for it."""
 
     def __init__(self) -> None:
         self.received = False
@@ -41,10 +50,16 @@ class StopOnSigterm(pl.Callback):
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
             self.received = True
-            trainer._signal_connector.received_sigterm = True  # what Lightning's loops check
 
         # Lightning restores the handlers it found before the fit when the fit ends
         signal.signal(signal.SIGTERM, request_stop)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        stop = torch.tensor([float(self.received)], device=pl_module.device)
+        if bool(all_reduce_sum(stop) > 0):  # any rank asked: every rank stops after this same step
+            self.received = True
+            raise SIGTERMException
 
 
 def collective_timeout_line(err: BaseException, rank: int, world_size: int, minutes: float) -> str | None:
