@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ssl_bench import losses
 from ssl_bench.methods import BYOL, BaseMethod, SimCLR, ema_update_
-from ssl_bench.optim import (build_optimizer, cosine_momentum, parameter_groups, scaled_lr,
+from ssl_bench.optim import (TrainingSchedule, build_optimizer, cosine_momentum, parameter_groups, scaled_lr,
                              warmup_cosine_scheduler)
 
 Batch = tuple[list[Tensor], Tensor]
@@ -61,18 +61,26 @@ def bare_loss(model: BaseMethod, views: list[Tensor]) -> Tensor:
     raise TypeError(f"no bare loop for {type(model).__name__}; written for SimCLR and BYOL")
 
 
-def bare_optimization(model: BaseMethod, batch_size: int, total_steps: int
+def one_epoch_schedule(model: BaseMethod, batch_size: int, total_steps: int) -> TrainingSchedule:
+    """The derived values (``build.derive_schedule``) of one process and one epoch of ``total_steps``
+    premade batches of ``batch_size`` images: the fit and the bare loop are both handed this one."""
+    hp = model.hparams
+    return TrainingSchedule(global_batch_size=batch_size,
+                            lr=scaled_lr(hp.lr, batch_size, hp.reference_batch_size, hp.lr_scaling),
+                            warmup_steps=int(round(hp.warmup_epochs * total_steps)), steps_per_epoch=total_steps,
+                            total_steps=total_steps)
+
+
+def bare_optimization(model: BaseMethod, schedule: TrainingSchedule
                       ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimiser and per-step warmup+cosine schedule ``BaseMethod.configure_optimizers`` builds
-    for one process, one epoch of ``total_steps`` steps and ``batch_size`` images per step."""
+    from ``schedule``."""
     hp = model.hparams
     groups = parameter_groups(model, hp.weight_decay, hp.exclude_bias_n_norm)
-    lr = scaled_lr(hp.lr, batch_size, hp.reference_batch_size, hp.lr_scaling)
     fused = hp.fused_optimizer and model.device.type == "cuda"
-    opt = build_optimizer(hp.optimizer, groups, lr, momentum=hp.momentum, lars_trust_coeff=hp.lars_trust_coeff,
-                          betas=tuple(hp.betas), fused=fused)
-    warmup = int(round(hp.warmup_epochs * total_steps))  # one epoch: warmup_epochs * total / 1
-    return opt, warmup_cosine_scheduler(opt, warmup, total_steps, hp.final_lr_factor)
+    opt = build_optimizer(hp.optimizer, groups, schedule.lr, momentum=hp.momentum,
+                          lars_trust_coeff=hp.lars_trust_coeff, betas=tuple(hp.betas), fused=fused)
+    return opt, warmup_cosine_scheduler(opt, schedule.warmup_steps, schedule.total_steps, hp.final_lr_factor)
 
 
 def ema_step(model: BaseMethod, step: int, total_steps: int) -> None:
@@ -89,7 +97,7 @@ class BareLoop:
 
     def __init__(self, model: BaseMethod, batch_size: int, total_steps: int) -> None:
         self.model, self.total_steps, self.steps_done = model, total_steps, 0
-        self.optimizer, self.scheduler = bare_optimization(model, batch_size, total_steps)
+        self.optimizer, self.scheduler = bare_optimization(model, one_epoch_schedule(model, batch_size, total_steps))
         self.is_byol = isinstance(model, BYOL)
         model.train()
 

@@ -48,11 +48,12 @@ import yaml
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bare_loop import BareLoop, Batch, bare_loss, make_batches, run_bare_loop  # noqa: E402
+from bare_loop import BareLoop, Batch, bare_loss, make_batches, one_epoch_schedule, run_bare_loop  # noqa: E402
 
 from ssl_bench.config import load_config  # noqa: E402
 from ssl_bench.methods import BaseMethod  # noqa: E402
-from ssl_bench.build import build_datamodule, build_loggers, build_method, build_trainer  # noqa: E402
+from ssl_bench.build import (build_datamodule, build_loggers, build_method, build_trainer,  # noqa: E402
+                             schedule_model)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "train_throughput.json"
@@ -127,8 +128,7 @@ class EpochTimer(pl.Callback):
 
 
 class PremadeBatches(pl.LightningDataModule):
-    """A data module serving a fixed list of ``(views, labels)`` batches in order, no workers.
-    ``batch_size`` is read by ``BaseMethod.global_batch_size`` for the LR scaling."""
+    """A data module serving a fixed list of ``(views, labels)`` batches in order, no workers."""
 
     def __init__(self, batches: list[Batch]) -> None:
         super().__init__()
@@ -189,6 +189,7 @@ def fit_as_cli(case: OverheadCase, batches: list[Batch], extra_callbacks: list[p
                        "enable_progress_bar": progress_bar, "callbacks": extra_callbacks}
         loggers = build_loggers(cfg["run"], Path(run_dir), "overhead", resuming=False)
         trainer = build_trainer(trainer_cfg, Path(run_dir), loggers)
+        model.set_schedule(one_epoch_schedule(model, len(batches[0][1]), len(batches)))  # the bare loop's own
         trainer.fit(model, datamodule=PremadeBatches(batches))
     return model
 
@@ -296,6 +297,7 @@ def epoch_benchmark(method: str, peak_tflops: float, device: str = "cuda", batch
                        "devices": 1, "max_epochs": epochs, "limit_val_batches": 0, "enable_model_summary": False,
                        "enable_progress_bar": False, "callbacks": [timer]}
         trainer = build_trainer(trainer_cfg, Path(run_dir), build_loggers(cfg["run"], Path(run_dir), method, False))
+        schedule_model(model, dm, trainer)
         trainer.fit(model, datamodule=dm)
         images = trainer.num_training_batches * batch_size
     epoch_s = timer.seconds[-1]

@@ -21,6 +21,7 @@ from ssl_bench.losses.er import er_entropy, er_loss, er_reconstruction
 from ssl_bench.methods import BYOL, METHODS, SimCLR, SimSiam
 from ssl_bench.methods.base import BaseMethod
 from ssl_bench.methods.er import ERInputs, ERSettings
+from ssl_bench.build import schedule_model
 from ssl_bench.metrics import (
     DEFAULT_KAPPA,
     log_sphere_area,
@@ -281,6 +282,7 @@ def test_softmax_method_trains_and_monitor_logs_er_terms(tmp_path):
     trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          default_root_dir=str(tmp_path))
+    schedule_model(model, dm, trainer)
     trainer.fit(model, datamodule=dm)
     m = trainer.callback_metrics
     for key in ("softmax_entropy", "softmax_reconstruction", "softmax_er_bound", "entropy", "er_bound"):

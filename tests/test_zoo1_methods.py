@@ -9,6 +9,7 @@ import torch
 from ssl_bench.cli import main
 from ssl_bench.data import SSLDataModule
 from ssl_bench.methods import CMC, DeepClusterV2, SimCLR, SwAV
+from ssl_bench.build import schedule_model
 
 TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 4}, "proj_hidden_dim": 16, "proj_dim": 8,
         "warmup_epochs": 0, "linear_probe": False, "knn": False, "collapse_monitor": False}
@@ -31,6 +32,7 @@ def fit(model, steps: int = 2, pipeline: str = "batched", epochs: int = 1, augme
     trainer = pl.Trainer(max_epochs=epochs, limit_train_batches=steps, limit_val_batches=0, accelerator="cpu",
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, use_distributed_sampler=False, callbacks=list(callbacks))
+    schedule_model(model, dm, trainer)
     trainer.fit(model, datamodule=dm)
     return dm
 
