@@ -273,8 +273,9 @@ def folder(repo: Path, data: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def test_folder_image_size_inferred_and_val_classes(repo, tmp_path, capsys):
     data = _tree(tmp_path / "data", val_extra=True)
-    assert main(folder(repo, data, tmp_path, "--print-config")) == 0  # keys only: no data read
-    capsys.readouterr()
+    # --print-config derives the steps from the data (build.resolved_config), so it reads and checks it
+    assert main(folder(repo, data, tmp_path, "--print-config")) == 2
+    one_line_error(capsys, "1 val class(es) not in train (eel; 4 images)", "data.drop_unknown_val_classes")
     assert main(folder(repo, data, tmp_path)) == 2
     one_line_error(capsys, "1 val class(es) not in train (eel; 4 images)", "data.drop_unknown_val_classes")
     assert not (tmp_path / "r").exists()
