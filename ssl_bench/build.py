@@ -267,7 +267,8 @@ def derive_schedule(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) -
     optimiser steps (warm-up from ``model.warmup_epochs``, per epoch, in all: what Lightning's
     ``estimated_stepping_batches`` gives, which the method checks when it builds its optimiser)."""
     hp = model.hparams
-    per_rank, world, accumulate = int(dm.hparams.batch_size), int(trainer.world_size), int(trainer.accumulate_grad_batches)
+    per_rank, world = int(dm.hparams.batch_size), int(trainer.world_size)
+    accumulate = int(trainer.accumulate_grad_batches)
     global_batch = per_rank * world * accumulate
     batches = _batches_per_epoch(dm.num_train_samples, per_rank, world, trainer.limit_train_batches)
     steps_per_epoch = math.ceil(batches / accumulate)
@@ -296,10 +297,12 @@ def schedule_model(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) ->
     return schedule
 
 
-def derived_values(schedule: TrainingSchedule, seed: int, world_size: int) -> dict[str, Any]:
-    """What a reader of a result needs to know was run: the schedule, the seeds and the ranks
-    (``summary.json``'s and ``config.yaml``'s ``derived`` entry, ``--print-config``)."""
-    return {**schedule.as_dict(), "world_size": int(world_size), "seed": int(seed), "train_order_seed": int(seed)}
+def derived_values(schedule: TrainingSchedule, seed: int, dm: SSLDataModule, world_size: int) -> dict[str, Any]:
+    """What a reader of a result needs to know was run: the schedule, the seeds (the run's, and the
+    training order's as the data module uses it) and the ranks (``summary.json``'s and
+    ``config.yaml``'s ``derived`` entry, ``--print-config``)."""
+    return {**schedule.as_dict(), "world_size": int(world_size), "seed": int(seed),
+            "train_order_seed": dm.train_order_seed}
 
 
 def resolved_config(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -312,5 +315,5 @@ def resolved_config(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
     trainer = build_trainer({**cfg["trainer"], "enable_progress_bar": False, "enable_model_summary": False,
                              "enable_checkpointing": False}, Path(cfg["run"]["dir"]), loggers=[],
                             collective_timeout_minutes=cfg["run"]["collective_timeout_minutes"])
-    out[DERIVED] = derived_values(derive_schedule(model, dm, trainer), seed, trainer.world_size)
+    out[DERIVED] = derived_values(derive_schedule(model, dm, trainer), seed, dm, trainer.world_size)
     return out

@@ -220,8 +220,9 @@ def check_types(values: dict[str, Any], annotations: dict[str, Any], section: st
 def check_run(run_cfg: dict[str, Any]) -> None:
     """The ``run`` section: known keys, right types, sensible values."""
     check_types(run_cfg, RUN_TYPES, "run")
-    if run_cfg.get("collective_timeout_minutes", 1) <= 0:
-        raise ConfigError(f"run.collective_timeout_minutes must be positive, got {run_cfg['collective_timeout_minutes']!r}")
+    timeout = run_cfg.get("collective_timeout_minutes")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"run.collective_timeout_minutes must be positive, got {timeout!r}")
     for key in ("ckpt_every_n_steps", "ckpt_every_minutes"):
         if run_cfg.get(key) is not None and run_cfg[key] <= 0:
             raise ConfigError(f"run.{key} must be positive (or null for epoch ends only), got {run_cfg[key]!r}")

@@ -37,8 +37,8 @@ from .features import (FeatureSet, cached_features, checkpoint_identity, embed, 
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
-from .run_dir import load_checkpoint_file
 from .build import build_datamodule, build_method
+from .run_dir import load_lightning_checkpoint
 from .supervised import fit_classifier
 
 PROTOCOLS = ("knn", "linear", "finetune")
@@ -148,9 +148,7 @@ def check_checkpoint_matches(ckpt: Path, hparams: dict[str, Any], model_cfg: dic
 
 
 def load_checkpoint_model(ckpt: Path, model_cfg: dict[str, Any], asked_from: str) -> BaseMethod:
-    blob = load_checkpoint_file(ckpt, "eval checkpoint")  # pickled objects or a broken file: one line
-    if not isinstance(blob.get("state_dict"), dict):
-        raise ConfigError(f"eval checkpoint: {ckpt} is not a Lightning checkpoint (no state_dict)")
+    blob = load_lightning_checkpoint(ckpt, "eval checkpoint")  # pickled objects or a broken file: one line
     hparams = blob.get("hyper_parameters") or {}
     check_checkpoint_matches(ckpt, hparams, model_cfg, asked_from)
     cls = resolve_class(str(model_cfg["name"]), METHODS, BaseMethod, "method")

@@ -60,9 +60,7 @@ def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 def read_resume_checkpoint(path: Path, model: BaseMethod) -> dict[str, Any]:
     """Load ``path`` safely (plain tensors only) and check that it holds this method and backbone.
     Returns its ``ssl_bench`` entry (with ``next_log_step`` filled in for older checkpoints)."""
-    ckpt = rd.load_checkpoint_file(path, "run.resume")  # one line for pickled objects or a broken file
-    if not isinstance(ckpt.get("state_dict"), dict):
-        raise ConfigError(f"run.resume: {path} is not a Lightning checkpoint (no state_dict)")
+    ckpt = rd.load_lightning_checkpoint(path, "run.resume")  # one line for pickled objects or a broken file
     meta = dict(ckpt.get(CKPT_META) or {})
     asked = f"{type(model).__name__} with backbone {model.hparams.backbone}"
     if meta.get("method") and (meta["method"], meta.get("backbone")) != (method_path(type(model)),
@@ -177,7 +175,7 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
     trainer = build_trainer(cfg["trainer"], run_dir, loggers, checkpoint, extra_callbacks=[stop],
                             collective_timeout_minutes=run_cfg["collective_timeout_minutes"])
     schedule = schedule_model(model, dm, trainer)
-    derived = derived_values(schedule, run_cfg["seed"], trainer.world_size)
+    derived = derived_values(schedule, run_cfg["seed"], dm, trainer.world_size)
 
     if plan.state is rd.RunState.FINISHED and run_cfg["resume"] is not None:
         summary = rd.read_summary(run_dir) or {}

@@ -162,3 +162,12 @@ def load_checkpoint_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
     if not isinstance(blob, dict):
         raise ConfigError(f"{what}: {path} is not a checkpoint (it holds a {type(blob).__name__}, not a dict)")
     return blob
+
+
+def load_lightning_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """``load_checkpoint_file`` of a Lightning checkpoint: also refuses, in one line, a file without a
+    ``state_dict`` (resume, eval and scan read checkpoints through this)."""
+    blob = load_checkpoint_file(path, what)
+    if not isinstance(blob.get("state_dict"), dict):
+        raise ConfigError(f"{what}: {path} is not a Lightning checkpoint (no state_dict)")
+    return blob

@@ -48,8 +48,8 @@ from .errors import ConfigError, did_you_mean
 from .features import embed
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
-from .run_dir import load_checkpoint_file
 from .build import build_datamodule
+from .run_dir import load_checkpoint_file, load_lightning_checkpoint
 
 
 @dataclass
@@ -147,9 +147,7 @@ def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]
         raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt})")
     cfg = load_config(run_dir / "config.yaml")
     cls = resolve_class(str(cfg["model"]["name"]), METHODS, BaseMethod, "method")
-    blob = load_checkpoint_file(ckpt, "scan checkpoint")  # pickled objects or a broken file: one line
-    if not isinstance(blob.get("state_dict"), dict):
-        raise ConfigError(f"scan checkpoint: {ckpt} is not a Lightning checkpoint (no state_dict)")
+    blob = load_lightning_checkpoint(ckpt, "scan checkpoint")  # pickled objects or a broken file: one line
     # what LightningModule.load_from_checkpoint does, on the safely loaded dict
     model = cls(**(blob.get("hyper_parameters") or {}))
     model.on_load_checkpoint(blob)

@@ -1,11 +1,12 @@
 """How a run ends when it cannot finish: a scheduler's stop signal, or ranks that fell out of step.
 
 - ``StopOnSigterm`` (a callback): SIGTERM (what SLURM and ``timeout`` send before they kill) only
-  sets a flag; after each training step the ranks sum their flags (one scalar all-reduce) and all
-  stop after the same step, where ``LastCheckpoint`` saves the state reached, so ``--run.resume
-  auto`` continues exactly. Lightning's own handler runs a collective inside the signal handler,
-  which can pair with another rank's unrelated collective, and its validation loop stops one rank
-  alone; this one does neither.
+  sets a flag; one process stops after the step it is in, several sum their flags (one scalar
+  all-reduce) after each logging step (``trainer.log_every_n_steps``) and all stop after the same
+  step, where ``LastCheckpoint`` saves the state reached, so ``--run.resume auto`` continues
+  exactly. Lightning's own handler runs a collective inside the signal handler, which can pair with
+  another rank's unrelated collective, and its validation loop stops one rank alone; this one does
+  neither.
 - ``collective_timeout_line``: a collective that waited past ``run.collective_timeout_minutes``
   (the process group's timeout) raises in the waiting rank, and the ranks still waiting then lose
   their peer; this turns either error into one line that names the rank, the collective and the
@@ -18,7 +19,6 @@ import signal
 import threading
 import traceback
 from types import FrameType, TracebackType
-
 from typing import Any
 
 import pytorch_lightning as pl
@@ -56,8 +56,16 @@ class StopOnSigterm(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        stop = torch.tensor([float(self.received)], device=pl_module.device)
-        if bool(all_reduce_sum(stop) > 0):  # any rank asked: every rank stops after this same step
+        if trainer.world_size == 1:
+            stop = self.received  # a Python flag: no tensor, no host-device synchronisation
+        elif trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            # the ranks agree on the logging steps only (the same steps on every rank): reading the
+            # sum back is a synchronisation, which logging steps pay anyway
+            flags = torch.tensor([float(self.received)], device=pl_module.device)
+            stop = bool(all_reduce_sum(flags) > 0)  # any rank asked: every rank stops after this step
+        else:
+            return
+        if stop:
             self.received = True
             raise SIGTERMException
 

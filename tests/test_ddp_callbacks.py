@@ -16,8 +16,10 @@ DIM, CLASSES, BATCH, STEPS, VAL = 16, 5, 12, 6, 37  # VAL is odd: the last rank'
 
 def _data() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"feats": torch.randn(STEPS, BATCH, DIM, generator=g), "labels": torch.randint(0, CLASSES, (STEPS, BATCH), generator=g),
-            "val_feats": torch.randn(VAL, DIM, generator=g), "val_labels": torch.randint(0, CLASSES, (VAL,), generator=g),
+    return {"feats": torch.randn(STEPS, BATCH, DIM, generator=g),
+            "labels": torch.randint(0, CLASSES, (STEPS, BATCH), generator=g),
+            "val_feats": torch.randn(VAL, DIM, generator=g),
+            "val_labels": torch.randint(0, CLASSES, (VAL,), generator=g),
             "z1": torch.randn(STEPS, BATCH, DIM, generator=g), "z2": torch.randn(STEPS, BATCH, DIM, generator=g)}
 
 
@@ -55,7 +57,8 @@ def _report(data: dict[str, torch.Tensor]) -> dict[str, object]:
 def test_probe_and_monitor_equal_on_one_and_two_processes():
     data = _data()
     single = _report(data)
-    assert {"val_linear_top1", "val_linear_top5", "rankme", "z_std", "entropy", "reconstruction"} <= set(single["logged"])
+    expected = {"val_linear_top1", "val_linear_top5", "rankme", "z_std", "entropy", "reconstruction"}
+    assert expected <= set(single["logged"])
     for rank_report in run_on_ranks(_report, 2, data):
         torch.testing.assert_close(rank_report["weight"], single["weight"], rtol=1e-5, atol=1e-6)
         assert rank_report["logged"].keys() == single["logged"].keys()

@@ -81,6 +81,17 @@ def test_mismatched_collective_ends_in_one_line_within_the_timeout(repo, tmp_pat
     assert any("rank 1 of 2: recv" in ln and "tests/test_ddp_cli.py" in ln for ln in lines), proc.stderr[-5000:]
 
 
+@pytest.mark.parametrize("value, message", [("0", "run.collective_timeout_minutes must be positive, got 0"),
+                                            ("soon", "run.collective_timeout_minutes must be float, got 'soon'")])
+def test_bad_collective_timeout_is_one_line(repo, tmp_path, capsys, value, message):
+    from ssl_bench.cli import main
+
+    assert main([*config_args(repo, "simclr", tmp_path, "t"), "--run.collective_timeout_minutes", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert not (tmp_path / "t").exists()
+
+
 def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, limit: float = 120) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and proc.poll() is None:

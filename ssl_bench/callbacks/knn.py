@@ -45,7 +45,8 @@ class KNNEvaluator(pl.Callback):
                 self._warned = True
             return
         bank, bank_labels, queries, query_labels = (
-            gather_split(store[i], trainer, i) for i in (BANK_LOADER, VAL_LOADER) for store in (self._feats, self._labels))
+            gather_split(store[i], trainer, i)
+            for i in (BANK_LOADER, VAL_LOADER) for store in (self._feats, self._labels))
         num_classes = pl_module.hparams.get("num_classes") or int(bank_labels.max()) + 1
         scores = weighted_knn_predict(bank, bank_labels, queries, num_classes, k=self.k,
                                       temperature=self.temperature, chunk_size=self.chunk_size)

@@ -1,9 +1,9 @@
 """BaseMethod: what every SSL method shares, so a method file only declares heads and a loss.
 
 Owns the backbone (from the registry), the multi-view batch contract, the optimiser with its
-per-step warmup+cosine schedule at the batch-scaled LR that the build layer derives (``set_schedule``), divergence checks, RNG state in
-checkpoints, and (via ``configure_callbacks``) online linear probing, k-NN evaluation and the
-collapse monitor.
+per-step warmup+cosine schedule at the batch-scaled LR that the build layer derives
+(``set_schedule``), divergence checks, RNG state in checkpoints, and (via ``configure_callbacks``)
+online linear probing, k-NN evaluation and the collapse monitor.
 """
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ class BaseMethod(pl.LightningModule):
         self.schedule = schedule
 
     def _schedule_for(self, trainer: pl.Trainer) -> TrainingSchedule:
-        schedule = getattr(self, "schedule", None)
+        schedule = self.schedule
         if schedule is None:
             raise RuntimeError(f"{type(self).__name__} has no training schedule: build the run with "
                                "ssl_bench.build (pretrain does), or call set_schedule(derive_schedule(...)) "
@@ -217,9 +217,8 @@ class BaseMethod(pl.LightningModule):
         hp = self.hparams
         callbacks: list[pl.Callback] = []
         if hp.linear_probe:
-            schedule = getattr(self, "schedule", None)
             callbacks.append(OnlineLinearProbe(self.feature_dim, hp.num_classes, lr=hp.probe_lr,
-                                               total_steps=schedule.total_steps if schedule else None))
+                                               total_steps=self.schedule.total_steps if self.schedule else None))
         if hp.knn:
             callbacks.append(KNNEvaluator(k=hp.knn_k, temperature=hp.knn_temperature))
         if hp.collapse_monitor:
