@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger
 
-from . import run_dir as rd
+from . import locking, run_dir as rd
 from .build import (TRAINER_DEFAULTS, build_datamodule, build_loggers, build_method, build_trainer,
                     check_model_input, derived_values, method_path, schedule_model)
 from .checkpointing import CKPT_META, LastCheckpoint, truncate_metrics
@@ -151,13 +152,34 @@ def _prepare_run_directory(cfg: dict[str, dict[str, Any]], plan: _Plan) -> None:
 
 
 def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run one pretraining from a loaded config; returns the summary also written to summary.json."""
+    """Run one pretraining from a loaded config; returns the summary also written to summary.json.
+
+    The launching process holds the run directory's lock (``locking.hold``) from the first look at
+    an existing directory, or from its creation, to the end: a second process on the same directory
+    ends in one line naming this one."""
+    with ExitStack() as lock:
+        return _pretrain(cfg, lock)
+
+
+def _lock_run_directory(lock: ExitStack, run_dir: Path, plan: _Plan | None = None) -> None:
+    """Take the run directory's lock; with ``plan``, also check that nobody changed the directory
+    between the plan (made without the lock, the directory did not exist) and now."""
+    lock.enter_context(locking.hold(run_dir, "run directory"))
+    if plan is not None and (rd.run_state(run_dir), rd.last_checkpoint(run_dir)) != (plan.state, None):
+        raise RunDirectoryError(f"run directory {rd.describe(run_dir)}: another process wrote it while this run "
+                                f"was being built; run the command again to see what to do with it")
+
+
+def _pretrain(cfg: dict[str, dict[str, Any]], lock: ExitStack) -> dict[str, Any]:
     run_cfg = cfg["run"]
     check_run(run_cfg)
     pl.seed_everything(int(run_cfg["seed"]), workers=True, verbose=False)
     name = run_name(cfg)
     run_dir = Path(run_cfg["dir"]) / name
     rank_zero = _is_launch_rank_zero()
+    locked = rank_zero and run_dir.is_dir()
+    if locked:  # an earlier or concurrent run: its holder is named, if any
+        _lock_run_directory(lock, run_dir)
     plan = _plan_run_directory(cfg, run_dir, rank_zero)
 
     # build and check everything before the run directory is touched
@@ -186,6 +208,8 @@ def pretrain(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                     f"(trainer.enable_checkpointing was false): it cannot be continued")
 
     if rank_zero:
+        if not locked:  # the directory did not exist when this run was planned
+            _lock_run_directory(lock, run_dir, plan)
         _prepare_run_directory({**cfg, DERIVED: derived}, plan)
     for logger in _wandb_loggers(loggers):  # the whole resolved config, and what was derived from it
         logger.experiment.config.update(plain({**cfg, DERIVED: derived}), allow_val_change=True)

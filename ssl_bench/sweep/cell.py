@@ -23,6 +23,7 @@ from typing import Any
 from .run_state import FINISHED, INTERRUPTED, last_checkpoint, run_state
 
 OK, FAILED = "finished", "failed"
+PARENT_PID_ENV = "SSL_BENCH_SWEEP_PID"  # set by the local runner: the cell stops when the sweep dies
 
 
 def sweep_paths(sweep_dir: str | Path, cell: str) -> dict[str, Path]:
@@ -104,7 +105,26 @@ def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], ra
 
 
 def run_cell(sweep_dir: str | Path, cell: str, attempt: str = "") -> dict[str, Any]:
-    """Run (or finish) one cell and write its record; never raises for a failure of the cell."""
+    """Run (or finish) one cell and write its record; never raises for a failure of the cell.
+
+    The cell holds its run directory's lock (``locking.hold``) throughout: a cell process still alive
+    from an earlier launch (an orphan of a killed sweep) is named in the new attempt's error instead
+    of being trained beside."""
+    from ..errors import RunDirectoryError
+    from ..locking import hold
+
+    try:
+        with hold(sweep_paths(sweep_dir, cell)["run_dir"], "sweep cell directory"):
+            return _run_locked_cell(sweep_dir, cell, attempt)
+    except RunDirectoryError as err:
+        record = {"cell": cell, "attempt": attempt, "status": FAILED, "error": one_line(err),
+                  "host": platform.node(), "ended": time.time()}
+        print(f"ssl-bench: error: {record['error']}", file=sys.stderr)
+        write_record(sweep_dir, cell, record)
+        return record
+
+
+def _run_locked_cell(sweep_dir: str | Path, cell: str, attempt: str) -> dict[str, Any]:
     paths = sweep_paths(sweep_dir, cell)
     run_dir = paths["run_dir"]
     settings = json.loads(paths["eval"].read_text()) if paths["eval"].is_file() else {}
@@ -141,7 +161,23 @@ def run_cell(sweep_dir: str | Path, cell: str, attempt: str = "") -> dict[str, A
     return record
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel for SIGTERM when the process that started this cell dies (Linux
+    ``PR_SET_PDEATHSIG``): a ``kill -9`` of the sweep stops its cell (which checkpoints on SIGTERM)
+    instead of leaving it training under PID 1. Exits at once if that parent is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        sys.exit(f"ssl-bench: the sweep that started this cell (pid {parent_pid}) is gone")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(PARENT_PID_ENV):
+        die_with_parent(int(os.environ[PARENT_PID_ENV]))
     sweep_dir, cell, attempt = (argv if argv is not None else sys.argv[1:])[:3]
     record = run_cell(sweep_dir, cell, attempt)
     return 0 if record["status"] == OK else 1

@@ -27,9 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import locking
 from ..config import dump_config
 from ..errors import ConfigError
-from .cell import FAILED, OK, read_record, sweep_paths, write_record
+from .cell import FAILED, OK, PARENT_PID_ENV, read_record, sweep_paths, write_record
 from .run_state import FINISHED, INTERRUPTED, run_state
 from .spec import Cell, Spec, load_spec
 
@@ -219,7 +220,7 @@ def run_local(spec: Spec, todo: list[tuple[Cell, str]], parallel: int | None) ->
             index, (cell, action) = queue.pop(0)
             paths = sweep_paths(spec.dir, cell.name)
             attempt = uuid.uuid4().hex[:12]
-            env = dict(os.environ)
+            env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
             gpu = free_gpus.pop(0) if slots > 1 and free_gpus else None
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -268,8 +269,14 @@ def run_sweep(spec_path: str | Path, sweep_dir: str | Path | None = None, dry_ru
     print_plan(spec, plan)
     if dry_run:
         return 0
+    with locking.hold(spec.dir, "sweep directory"):  # a second sweep on this directory: one line naming this one
+        return _launch(spec, plan, backend, parallel)
+
+
+def _launch(spec: Spec, plan: list[tuple[Cell, str]], backend: str | None, parallel: int | None) -> int:
+    """Run the cells of ``plan`` that are not done, then write the report; returns the exit code."""
     prepare(spec)
-    todo = fail_invalid(spec, [(c, a) for c, a in plan if a != "done"])
+    todo = [(c, a) for c, a in plan if a != "done"]  # every cell's config was checked by load_spec
     backend = backend or spec.launch.get("backend", "local")
     if todo and backend == "submitit":
         from .submit import run_submitit
