@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import dump_config, init_parameters, load_config, resolve_class
+from .config import dump_config, init_parameters, load_config, plain, resolve_class
 from .data.recipes import view_augment
 from .errors import ConfigError
 from .features import (FeatureSet, cached_features, checkpoint_identity, embed, eval_data_settings, extract,
@@ -78,6 +78,12 @@ def knn_scores(fs: FeatureSet, num_classes: int, k: int, temperature: float,
     bank_x, bank_y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
     scores = weighted_knn_predict(bank_x, bank_y, fs.val_x, num_classes, k=k, temperature=temperature)
     return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
+
+
+def check_k(k: int, bank_size: int) -> None:
+    """One line for a k the bank cannot serve (a result named k100000 would be the k=bank result)."""
+    if not 1 <= k <= bank_size:
+        raise ConfigError(f"--k {k}: must be between 1 and the k-NN bank's {bank_size} labelled images")
 
 
 def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
@@ -175,6 +181,20 @@ def random_init_run_dir(cfg: dict[str, dict[str, Any]]) -> Path:
     return Path(cfg["run"]["dir"]) / name
 
 
+def check_random_init_dir(run_dir: Path, cfg: dict[str, dict[str, Any]]) -> None:
+    """One line if ``run_dir`` already holds the baseline of another model or data (its config.yaml):
+    its results would sit beside results of a network its config.yaml does not describe."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    held = load_config(path)
+    for section, differs in (("model", plain(held["model"]) != plain(cfg["model"])),
+                              ("data", plain(eval_data_settings(held["data"])) != plain(eval_data_settings(cfg["data"])))):
+        if differs:
+            raise ConfigError(f"--random-init: {run_dir} holds the baseline of another {section} configuration "
+                              f"(see its config.yaml); give this one its own --run.name")
+
+
 # ----------------------------------------------------------------------------- one evaluation setup
 class EvalTarget:
     """What is evaluated (a checkpoint, or the config's model at random init) and on which data;
@@ -200,12 +220,17 @@ class EvalTarget:
             self.ckpt = None
         self.config_path = Path(config) if config is not None else self.run_dir / "config.yaml"
         self.cfg = load_config(self.config_path)
+        if not random_init and overrides.get("model"):
+            given = ", ".join(f"--model.{key}" for key in overrides["model"])
+            raise ConfigError(f"{given}: the checkpoint fixes the model (its saved hyperparameters); model "
+                              f"options apply to --random-init only")
         for section, values in overrides.items():
             self.cfg[section].update(values)
         if "dataset" not in self.cfg["data"]:
             raise ConfigError(f"data.dataset is missing in {self.config_path}")
         if random_init:
             self.run_dir = random_init_run_dir(self.cfg)
+            check_random_init_dir(self.run_dir, self.cfg)
         self.dm = build_datamodule(self.cfg["data"], seed=int(self.cfg["run"]["seed"]))
         self._model: BaseMethod | None = None
 
@@ -274,6 +299,7 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
         train_y, val_y = fs.train_y, fs.val_y
         idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
         if protocol == "knn":
+            check_k(k, len(train_y) if idx is None else len(idx))
             acc = knn_scores(fs, num_classes, k, temperature, idx)
         else:
             acc = linear_scores(fs, num_classes, epochs, seed, idx)
@@ -284,7 +310,7 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
                 "label_fraction": label_fraction, "label_seed": subset_seed,
                 "label_indices_file": str(Path(label_indices_file).resolve()) if label_indices_file else None,
                 "data": target.data_record(),
-                "model": "random_init" if random_init else checkpoint_identity(target.ckpt)}  # type: ignore[arg-type]
+                "model": target.source()}
     result = {**settings, "checkpoint": str(target.ckpt) if target.ckpt else None, "method": target.method,
               "dataset": target.cfg["data"]["dataset"], "train_size": len(train_y),
               "labelled_size": len(train_y) if idx is None else len(idx), "val_size": len(val_y),

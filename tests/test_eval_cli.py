@@ -97,7 +97,7 @@ def test_random_init_baseline_from_the_cli(repo, tmp_path):
                  "--run.dir", str(tmp_path), "--run.seed", "1"]) == 0
     (path,) = (tmp_path / "random_init-digits-seed1/evals").glob("knn-*.json")
     result = json.loads(path.read_text())
-    assert result["method"] == "random_init" and result["model"] == "random_init"
+    assert result["method"] == "random_init" and result["model"]["random_init"]["backbone"] == "tiny_cnn"
 
     from ssl_bench.config import load_config
 
@@ -114,7 +114,10 @@ def test_random_init_baseline_from_the_cli(repo, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--config", "{repo}/configs/digits/byol.yaml"],
      "holds simclr with backbone tiny_cnn; config {repo}/configs/digits/byol.yaml asks for byol with backbone tiny_cnn"),
-    (["--model.backbone", "resnet18"], "holds simclr with backbone tiny_cnn; config"),
+    (["--model.backbone", "resnet18"], "--model.backbone: the checkpoint fixes the model"),
+    (["--model.backbone_kwargs", "{width: 32}"], "--model.backbone_kwargs: the checkpoint fixes the model"),
+    (["--k", "100000"], "--k 100000: must be between 1 and the k-NN bank's 1437 labelled images"),
+    (["--k", "0"], "--k 0: must be between 1"),
     (["--label-fraction", "1.5"], "label fraction must be in (0, 1], got 1.5"),
     (["--label-fraction", "0.1", "--label-indices", "x.txt"], "either --label-fraction or --label-indices"),
     (["--label-indices", "/nonexistent.txt"], "--label-indices: file not found"),
@@ -122,9 +125,35 @@ def test_random_init_baseline_from_the_cli(repo, tmp_path):
 ])
 def test_bad_eval_input_is_one_line(repo, simclr_ckpt, capsys, args, message):
     args = [a.replace("{repo}", str(repo)) for a in args]
+    evals = simclr_ckpt.parent.parent / "evals"
+    before = {p.name: p.read_bytes() for p in evals.glob("*.json")} if evals.is_dir() else {}
     assert main(["eval", "--ckpt", str(simclr_ckpt), "--protocol", "knn", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ssl-bench: error:") and message.replace("{repo}", str(repo)) in err and "\n" not in err
+    after = {p.name: p.read_bytes() for p in evals.glob("*.json")} if evals.is_dir() else {}
+    assert after == before  # no result written or rewritten
+
+
+def test_random_init_baseline_of_another_model_never_replaces_one(repo, tmp_path, capsys):
+    """Issue #27: a width-32 baseline used to overwrite the width-16 one (same file name, no backbone in
+    the JSON, config.yaml still saying 16). The result records the model; another model in the same
+    baseline directory is refused in one line; under its own --run.name it gets its own files."""
+    base = ["eval", "--random-init", "--config", str(repo / "configs/digits/simclr.yaml"), "--protocol", "knn",
+            "--run.dir", str(tmp_path)]
+    assert main(base) == 0
+    (first,) = (tmp_path / "random_init-digits-seed0/evals").glob("knn-*.json")
+    saved = first.read_bytes(), (tmp_path / "random_init-digits-seed0/config.yaml").read_bytes()
+    assert json.loads(saved[0])["model"]["random_init"]["backbone_kwargs"] == {"width": 16}
+    capsys.readouterr()
+    assert main([*base, "--model.backbone_kwargs", "{width: 32}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds the baseline of another model configuration" in err and "--run.name" in err and "\n" not in err
+    assert (first.read_bytes(), (tmp_path / "random_init-digits-seed0/config.yaml").read_bytes()) == saved
+    assert len(list(first.parent.glob("*.json"))) == 1
+    assert main([*base, "--model.backbone_kwargs", "{width: 32}", "--run.name", "random-w32"]) == 0
+    (wide,) = (tmp_path / "random-w32/evals").glob("knn-*.json")
+    assert json.loads(wide.read_text())["model"]["random_init"]["backbone_kwargs"] == {"width": 32}
+    assert wide.name != first.name
 
 
 @pytest.mark.parametrize("args, message", [
