@@ -4,7 +4,8 @@ BYOL vs BYOL-ER and DINO vs DINO-ER across batch sizes 16 / 64 / 256 and constan
 0 / 0.9 / 0.99, SimSiam vs SimSiam-ER across the same batch sizes, on a CIFAR-10 subset with the
 tiny CNN (42 runs;
 defaults: 1,000 training images (also the k-NN bank), 5 epochs, k-NN on 1,000 test images,
-seed 0; the learning tests' optimiser settings, lr scaled linearly with the batch size). Each run
+seed 0; the learning tests' optimiser settings, their lrs stated at batch 64 where they were tuned and
+scaled linearly with the batch size). Each run
 logs the collapse monitor's entropy / reconstruction (vMF, kappa 10, resubstitution) over training;
 the study writes ``results.md`` / ``results.csv`` (final k-NN top-1, minimum entropy over
 training, effective number of embeddings, collapsed or not) and PNG plots of entropy and
@@ -80,7 +81,7 @@ def config(c: dict | None, out: Path, args: argparse.Namespace) -> dict:
     cfg["run"].update(seed=args.seed, dir=str(out / "runs"), name=cell_name(c) if c else "random-init")
     model = {"name": method, "backbone": "tiny_cnn", "backbone_kwargs": {"width": 16}, "proj_hidden_dim": 256,
              "proj_dim": PROJ_DIM, "warmup_epochs": 1, "optimizer": "sgd", "linear_probe": False,
-             "er_kappa": KAPPA, **METHOD_ARGS[method]}
+             "er_kappa": KAPPA, "reference_batch_size": 64, **METHOD_ARGS[method]}  # lrs tuned at batch 64
     if c:
         steps = args.epochs * math.ceil(args.train_subset / c["batch"])
         model["monitor_every_n_steps"] = max(1, steps // 25)

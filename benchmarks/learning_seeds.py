@@ -1,0 +1,87 @@
+"""The learning tests' settings over several seeds: the README's k-NN ranges and the ER table.
+
+Runs ``pretrain`` with each learning-test module's own config function (``tests/test_learning*.py``)
+for every method and seed, plus the random-init baseline of each seed (and CMC's own, which has two
+encoders), and writes one JSON file per run to ``--out`` (existing ones are reused, so an interrupted
+run continues) and a markdown table to stdout. CI runs seed 0 of every method; this script is how
+the other seeds are measured.
+
+    OMP_NUM_THREADS=1 python benchmarks/learning_seeds.py --seeds 1 2 --out runs/learning-seeds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from test_learning import METHOD_ARGS, config, untrained_knn  # noqa: E402
+from test_learning_er import er_config  # noqa: E402
+from test_learning_zoo1 import ASSERTED as ZOO1, zoo_config  # noqa: E402
+from test_learning_zoo2 import METHOD_ARGS as ZOO2_ARGS, zoo2_config  # noqa: E402
+
+from ssl_bench.pretrain import pretrain  # noqa: E402
+
+ER_METHODS = ["byol", "simsiam", "dino", "swav"]
+
+
+def run_configs(folder: Path, seed: int) -> dict[str, dict]:
+    """Every row of the table: its name and the run config the learning tests use."""
+    rows = {m: config(m, folder, seed=seed) for m in METHOD_ARGS}
+    rows.update({m: zoo_config(m, folder, seed=seed) for m in ZOO1})
+    rows.update({m: zoo2_config(m, folder, seed=seed) for m in ZOO2_ARGS})
+    rows.update({f"{m}_er": er_config(m, folder, seed=seed) for m in ER_METHODS})
+    for name, cfg in rows.items():
+        cfg["run"]["name"] = f"{name}-s{seed}"
+    return rows
+
+
+def measure(name: str, cfg: dict, folder: Path, out: Path) -> dict:
+    """Pretrain (or, for ``random_init*`` rows, only evaluate) once; cached in ``out/<name>.json``."""
+    target = out / f"{cfg['run']['name']}.json"
+    if target.exists():
+        return json.loads(target.read_text())
+    start = time.perf_counter()
+    if name.startswith("random_init"):
+        knn = untrained_knn(cfg, folder / cfg["run"]["name"])
+    else:
+        knn = pretrain(cfg)["val_knn_top1"]
+    record = {"name": name, "seed": cfg["run"]["seed"], "val_knn_top1": float(knn),
+              "wall_s": round(time.perf_counter() - start, 1)}
+    target.write_text(json.dumps(record, indent=1))
+    print(f"{cfg['run']['name']}: k-NN top-1 {knn:.2f}% ({record['wall_s']} s)", flush=True)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="*", default=None, help="row names (default: every row)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    folder = args.out / "runs"
+    table: dict[str, dict[int, float]] = {}
+    for seed in args.seeds:
+        rows = run_configs(folder, seed)
+        baselines = {"random_init": config("simclr", folder, seed=seed),
+                     "random_init_cmc": zoo_config("cmc", folder, seed=seed)}
+        for name, cfg in baselines.items():
+            cfg["run"]["name"] = f"{name}-s{seed}"
+        for name, cfg in {**baselines, **rows}.items():
+            if args.only is None or name in args.only or name.startswith("random_init"):
+                table.setdefault(name, {})[seed] = measure(name, cfg, folder, args.out)["val_knn_top1"]
+    print("\n| row | " + " | ".join(f"seed {s}" for s in args.seeds) + " |")
+    print("|---|" + "---:|" * len(args.seeds))
+    for name, by_seed in table.items():
+        print(f"| {name} | " + " | ".join(f"{by_seed[s]:.2f}" if s in by_seed else "" for s in args.seeds) + " |")
+
+
+if __name__ == "__main__":
+    main()
