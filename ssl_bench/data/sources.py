@@ -8,7 +8,8 @@
 - ``stl10``: torchvision's ``stl10_binary/`` (Coates et al., 2011): 5k labelled train, 8k test,
   96x96; ``unlabeled=True`` adds the 100k unlabelled images as ``train_unlabeled`` (label -1).
 - ``folder``, ``imagenet``, ``imagenet100``: an image tree ``train/<class>/*`` and ``val/<class>/*``,
-  listed with torchvision's ``find_classes``/``make_dataset`` and decoded per image later.
+  listed in torchvision's ``find_classes``/``make_dataset`` order (see ``_class_files``: directory
+  links are followed at the class level only) and decoded per image later.
 - ``digits``: scikit-learn's bundled 8x8 digits, for tests (see ``_digits``).
 
 When ``root`` is None the data directory is searched in this order: ``../shared/data`` relative to
@@ -250,24 +251,99 @@ def infer_image_size(files: list[str], sample: int = 32) -> int:
     return min(MAX_INFERRED_SIZE, sorted(sides)[len(sides) // 2])
 
 
+#: a one-class image tree: k-NN and the linear probe (torchmetrics) need at least two classes. The
+#: loader cannot see whether they are on (model.knn / model.linear_probe), so it warns at load time
+#: (a one-class tree of unlabelled images pretrains fine with both off)
+ONE_CLASS_NOTE = ("{name}: {train} has one class folder ({cls}); k-NN and the linear probe score against the "
+                  "class folders and need at least 2 classes: add class folders, or pretrain without them with "
+                  "model.knn false model.linear_probe false")
+
+
+def _class_folders(name: str, split_dir: str) -> list[str]:
+    """The class folders directly under ``split_dir``, sorted, as torchvision's ``find_classes`` finds
+    them: directories and links to directories (ImageNet-100 subsets are often built by linking class
+    folders). A link that resolves to ``split_dir`` itself or one of its ancestors is refused: reading
+    it would read the whole tree again, under one class."""
+    split_real = os.path.realpath(split_dir)
+    names = []
+    with os.scandir(split_dir) as entries:
+        for entry in entries:
+            if not entry.is_dir():  # follows a link, as find_classes does
+                continue
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([split_real, target]) == target:
+                    what = "the split folder itself" if target == split_real else f"an ancestor of {split_dir}"
+                    raise ValueError(f"{name}: class folder {entry.path} is a link to {target}, {what}, so the "
+                                     f"tree would be read again under one class; point it at that class's own "
+                                     f"image folder, or remove it")
+            names.append(entry.name)
+    return sorted(names)
+
+
+def _class_files(class_dir: str, extensions: tuple[str, ...], skipped: list[str]) -> list[str]:
+    """The image files under ``class_dir`` (extensions matched case-insensitively), in torchvision's
+    ``make_dataset`` order: folders sorted by path, files sorted by name within each folder.
+
+    Written here rather than calling ``make_dataset``, which walks with ``os.walk(followlinks=True)``
+    and so follows every directory link: a link back up (``train/bag/loop -> ..``) made it read the
+    whole tree again under ``bag``, 120 files became 4,920 and the other classes' images were
+    labelled ``bag``. Below the class folder, directory links are not followed (appended to
+    ``skipped``); links to files are read like files."""
+    files = []
+    for dirpath, dirnames, filenames in sorted(os.walk(class_dir), key=lambda walked: walked[0]):
+        skipped.extend(os.path.join(dirpath, d) for d in sorted(dirnames) if os.path.islink(os.path.join(dirpath, d)))
+        files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(extensions))
+    return files
+
+
+def _tree_items(split_dir: str, class_to_idx: dict[str, int], extensions: tuple[str, ...], skipped: list[str],
+                allow_empty: bool = False) -> list[tuple[str, int]]:
+    """``(path, class index)`` of every image of the classes in ``class_to_idx`` under ``split_dir``,
+    classes in name order; a class without images is a ``FileNotFoundError`` (as in ``make_dataset``)
+    unless ``allow_empty``."""
+    items: list[tuple[str, int]] = []
+    empty = []
+    for cls in sorted(class_to_idx):
+        class_dir = os.path.join(split_dir, cls)
+        files = _class_files(class_dir, extensions, skipped) if os.path.isdir(class_dir) else []
+        if not files:
+            empty.append(cls)
+        items.extend((f, class_to_idx[cls]) for f in files)
+    if empty and not allow_empty:
+        raise FileNotFoundError(f"found no image file for the class(es) {', '.join(empty)} in {split_dir}; "
+                                f"extensions read: {', '.join(extensions)}")
+    return items
+
+
 def _image_tree(name: str, roots: list[Path], image_size: int | None = None,
                 drop_unknown_val_classes: bool = False) -> Source:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     for r in roots:
         if (r / "train").is_dir() and (r / "val").is_dir():
             splits = []
+            skipped: list[str] = []
             try:
-                classes, class_to_idx = find_classes(r / "train")
+                classes = _class_folders(name, str(r / "train"))
+                if not classes:
+                    raise FileNotFoundError(f"found no class folder in {r / 'train'}; put the images in "
+                                            f"train/<class>/ and val/<class>/")
+                class_to_idx = {c: i for i, c in enumerate(classes)}
+                val_classes = _class_folders(name, str(r / "val"))
                 for part in ("train", "val"):
-                    items = make_dataset(str(r / part), class_to_idx, extensions=IMG_EXTENSIONS)
+                    items = _tree_items(str(r / part), class_to_idx, IMG_EXTENSIONS, skipped)
                     splits.append(Split(labels=torch.tensor([c for _, c in items], dtype=torch.int64),
                                         files=[p for p, _ in items]))
-                extra = sorted({d.name for d in (r / "val").iterdir() if d.is_dir()} - set(classes))
-                dropped = len(make_dataset(str(r / "val"), {c: 0 for c in extra}, extensions=IMG_EXTENSIONS,
-                                           allow_empty=True)) if extra else 0
+                extra = sorted(set(val_classes) - set(classes))
+                dropped = len(_tree_items(str(r / "val"), {c: 0 for c in extra}, IMG_EXTENSIONS, skipped,
+                                          allow_empty=True)) if extra else 0
             except FileNotFoundError as err:  # no class folders, or a class without images
                 raise DatasetNotFoundError(f"{name}: {r}: {err}".replace("\n", " ")) from None
+            if skipped:
+                shown = ", ".join(os.path.relpath(p, r) for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+                log.warning(f"{name}: skipped {len(skipped)} directory link(s) inside class folders ({shown}); "
+                            f"links are not followed below the class level")
             if extra:
                 shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
                 what = f"{name}: {len(extra)} val class(es) not in train ({shown}; {dropped} images)"
@@ -275,6 +351,8 @@ def _image_tree(name: str, roots: list[Path], image_size: int | None = None,
                     raise ValueError(f"{what}: k-NN and the probe cannot predict them; remove them, or set "
                                      f"data.drop_unknown_val_classes: true to leave them out")
                 log.info(f"{what} left out (data.drop_unknown_val_classes)")
+            if len(classes) == 1:
+                log.warning(ONE_CLASS_NOTE.format(name=name, train=r / "train", cls=classes[0]))
             if image_size is None:
                 image_size = infer_image_size(splits[0].files)  # type: ignore[arg-type]
                 log.info(f"{name}: data.image_size not set; training at {image_size}, the median shorter side "
