@@ -76,6 +76,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
     import yaml
 
+    from .config import parse_yaml
     from .sweep.runner import run_sweep
 
     if overrides:
@@ -86,7 +87,10 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
         key, eq, value = item.partition("=")
         if not eq:
             raise ValueError(f"--set {item}: use --set section.key=value")
-        sets[key] = yaml.safe_load(value)
+        try:  # as ssl-bench pretrain reads --section.key VALUE (config.apply_overrides): 1e-3 is a float
+            sets[key] = parse_yaml(value)
+        except yaml.YAMLError:
+            sets[key] = value
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:

@@ -78,43 +78,6 @@ def prepare(spec: Spec) -> None:
                                                 indent=2))
 
 
-def config_error(cell: Cell) -> str | None:
-    """The one-line error ``pretrain`` would end with for a wrong key, type or name in the cell's
-    config, found before any process is started or job submitted (None when the config checks out;
-    errors that need the data or the run, e.g. a missing dataset, still surface in the cell)."""
-    import pytorch_lightning as pl
-
-    from ..config import check_kwargs, resolve_class
-    from ..data import SSLDataModule
-    from ..methods import METHODS, BaseMethod
-    from ..build import TRAINER_DEFAULTS
-
-    cfg = cell.config
-    try:
-        model = dict(cfg["model"])
-        cls = resolve_class(str(model.pop("name", None)), METHODS, BaseMethod, "method")
-        check_kwargs(cls, model, "model")
-        check_kwargs(SSLDataModule, cfg["data"], "data")
-        check_kwargs(pl.Trainer, {**TRAINER_DEFAULTS, **cfg["trainer"]}, "trainer")
-    except ValueError as err:
-        return " ".join(str(err).split())
-    return None
-
-
-def fail_invalid(spec: Spec, todo: list[tuple[Cell, str]]) -> list[tuple[Cell, str]]:
-    """Record cells with a broken config as failed at once; return the others."""
-    runnable = []
-    for cell, action in todo:
-        error = config_error(cell)
-        if error is None:
-            runnable.append((cell, action))
-            continue
-        write_record(spec.dir, cell.name, {"cell": cell.name, "status": FAILED, "error": error,
-                                           "run_dir": str(spec.dir / cell.name), "ended": time.time()})
-        print(f"[-] {cell.name}: FAILED: {error}", flush=True)
-    return runnable
-
-
 # ----------------------------------------------------------------------------- progress
 def _epoch_progress(run_dir: Path) -> int | None:
     """The last epoch number in ``metrics.csv`` (cheap: the last lines only)."""

@@ -20,23 +20,30 @@ A spec (YAML; ``configs/sweeps/digits-small.yaml`` is a commented example)::
 
 ``methods: all`` reads the METHODS registry when the sweep starts, so a newly registered method
 is picked up without changing the runner or the spec.
+
+Values are read as in ``ssl-bench pretrain`` (``config.parse_yaml``: ``5e-2`` is a float), and the
+whole spec is checked before anything trains: the spec's own keys and settings, and every cell's
+config as ``pretrain`` checks it (``build.full_config``: keys, types, method names); each mistake
+ends in one ``ConfigError`` line naming the key.
 """
 from __future__ import annotations
 
+import copy
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import SECTIONS, init_parameters, load_config, resolve_class
-from ..errors import ConfigError
+from ..config import SECTIONS, init_parameters, load_config, read_yaml_file, resolve_class
+from ..errors import ConfigError, did_you_mean
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_KEYS = {"name", "dir", "methods", "datasets", "seeds", "config", "fallback_config", "overrides",
              "soft_overrides", "method_overrides", "dataset_overrides", "baseline", "eval", "launch", "wandb"}
 EVAL_KEYS = {"knn_k", "knn_t", "linear_epochs", "label_fractions"}
 LAUNCH_KEYS = {"backend", "parallel", "submitit", "cell_timeout_s"}
+WANDB_KEYS = {"enabled", "project"}  # read by run_sweep (enabled) and report.build_report (project)
 BACKENDS = ("local", "submitit")
 BASELINE = "random_init"
 
@@ -75,6 +82,97 @@ def _as_list(value: Any, key: str) -> list:
     if value is None:
         raise ConfigError(f"sweep spec: '{key}' is required")
     return value if isinstance(value, list) else [value]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_eval(settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``eval`` section (``evaluate.evaluate_grid``'s settings) checked, its list settings as
+    lists (a single value is a list of one)."""
+    out = dict(settings)
+    rules = {"knn_k": (_positive_int, "is not a positive integer"),
+             "knn_t": (lambda v: _number(v) and v > 0, "is not a positive number"),
+             "label_fractions": (lambda v: _number(v) and 0 < v <= 1, "is not in (0, 1]")}
+    for key, (ok, what) in rules.items():
+        if out.get(key) is None:
+            continue
+        values = out[key] if isinstance(out[key], list) else [out[key]]
+        for value in values:
+            if not ok(value):
+                raise ConfigError(f"sweep spec: eval.{key}: {value!r} {what}")
+        out[key] = values
+    epochs = out.get("linear_epochs")
+    if epochs is not None and not _positive_int(epochs):
+        raise ConfigError(f"sweep spec: eval.linear_epochs must be a positive integer or null (no linear probe), "
+                          f"got {epochs!r}")
+    return out
+
+
+def _check_sections(raw: dict[str, Any]) -> None:
+    """The spec's own settings (before any config is read)."""
+    for key, allowed in (("eval", EVAL_KEYS), ("launch", LAUNCH_KEYS), ("wandb", WANDB_KEYS)):
+        section = raw.get(key) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"sweep spec: {key} must be a mapping with keys {', '.join(sorted(allowed))}, "
+                              f"got {section!r}")
+        bad = set(section) - allowed
+        if bad:
+            raise ConfigError(f"sweep spec: unknown {key} key(s) {sorted(bad, key=str)}; allowed: "
+                              f"{', '.join(sorted(allowed))}{did_you_mean(sorted(bad, key=str)[0], allowed)}")
+    wandb = raw.get("wandb") or {}
+    if not isinstance(wandb.get("enabled", False), bool):
+        raise ConfigError(f"sweep spec: wandb.enabled must be true or false, got {wandb['enabled']!r}")
+    if not isinstance(wandb.get("project", ""), str):
+        raise ConfigError(f"sweep spec: wandb.project must be a string, got {wandb['project']!r}")
+    if not isinstance(raw.get("baseline", True), bool):
+        raise ConfigError(f"sweep spec: baseline must be true or false, got {raw['baseline']!r}")
+    for key in ("overrides", "soft_overrides", "method_overrides", "dataset_overrides"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise ConfigError(f"sweep spec: {key} must be a mapping, got {raw[key]!r}")
+    for key in ("method_overrides", "dataset_overrides"):
+        for name, overrides in (raw.get(key) or {}).items():
+            if not isinstance(overrides or {}, dict):
+                raise ConfigError(f"sweep spec: {key}.{name} must be a mapping of section.key: value, "
+                                  f"got {overrides!r}")
+
+
+def _once_each(values: list, key: str) -> None:
+    twice = [v for v, n in Counter(map(str, values)).items() if n > 1]
+    if twice:
+        raise ConfigError(f"sweep spec: {key}: {twice[0]} is listed twice")
+
+
+def check_cell_config(cell: Cell, origins: dict[str, str] | None = None) -> None:
+    """The checks ``pretrain`` makes of a config before it reads any data (``build.full_config``:
+    known keys and their types in every section, the method's name, trainer limits), as one
+    ConfigError naming the cell, and the spec entry that set the key (``origins``: dotted key ->
+    e.g. ``method_overrides.byol``); errors that need the data (e.g. a missing dataset) surface in
+    the cell."""
+    from ..build import full_config
+
+    try:
+        full_config(cell.config)
+    except ValueError as err:  # ConfigError, and a ValueError of a check
+        message = " ".join(str(err).split())
+        where = next((f" (set by {w})" for k, w in (origins or {}).items()
+                      if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w.])", message)), "")
+        raise ConfigError(f"sweep spec: cell {cell.name}{where}: {message}") from None
+
+
+def _origins(raw: dict[str, Any], label: str, dataset: str) -> dict[str, str]:
+    """Which spec entry set each overridden key of a cell (the last one applied)."""
+    out: dict[str, str] = {}
+    for where, overrides in (("overrides", raw.get("overrides")), ("soft_overrides", raw.get("soft_overrides")),
+                             (f"dataset_overrides.{dataset}", (raw.get("dataset_overrides") or {}).get(dataset)),
+                             (f"method_overrides.{label}", (raw.get("method_overrides") or {}).get(label))):
+        out.update({str(k): where for k in overrides or {}})
+    return out
 
 
 def _resolve(path: str, spec_dir: Path) -> Path:
@@ -154,68 +252,104 @@ def _method_config(entry: Any, dataset: str, raw: dict[str, Any], spec_dir: Path
     return entry, base, f"{fallback} (method defaults)"
 
 
-def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: list[str] | None = None,
-              seeds: list[int] | None = None, extra_overrides: dict[str, Any] | None = None) -> Spec:
-    """Read and expand a sweep spec; every mistake ends in one line naming the key. ``methods``,
-    ``seeds`` and ``extra_overrides`` (applied last) come from the command line."""
+def _methods(value: Any, key: str = "methods") -> list:
     from ..methods import METHODS
 
+    methods = _as_list(value, key)
+    if not methods:
+        raise ConfigError(f"sweep spec: {key}: empty; list registered method names, 'all', or config files")
+    return sorted(METHODS) if methods == ["all"] else methods
+
+
+def _label(entry: Any, spec_dir: Path) -> str:
+    """The method label of a ``methods`` entry (what cell names and ``method_overrides`` use)."""
+    if isinstance(entry, str) and entry.endswith((".yaml", ".yml")):
+        path = _resolve(entry, spec_dir)
+        return str(load_config(path)["model"].get("name", path.stem)).rsplit(".", 1)[-1].lower()
+    return str(entry)
+
+
+def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: list[str] | None = None,
+              seeds: list[int] | None = None, extra_overrides: dict[str, Any] | None = None,
+              check_configs: bool = True) -> Spec:
+    """Read, check and expand a sweep spec; every mistake ends in one line naming the key (and
+    nothing has been trained or written). ``methods``, ``seeds`` and ``extra_overrides`` (applied
+    last) come from the command line. ``check_configs``: also check every cell's config as
+    ``pretrain`` does (``check_cell_config``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep spec not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"sweep spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    raw = read_yaml_file(path, "sweep spec") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"sweep spec {path} must be a mapping")
     unknown = set(raw) - SPEC_KEYS
     if unknown:
-        raise ConfigError(f"sweep spec: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
-    for key, allowed in (("eval", EVAL_KEYS), ("launch", LAUNCH_KEYS)):
-        bad = set(raw.get(key) or {}) - allowed
-        if bad:
-            raise ConfigError(f"sweep spec: unknown {key} key(s) {sorted(bad)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"sweep spec: unknown key(s) {sorted(unknown, key=str)}; allowed: "
+                          f"{', '.join(sorted(SPEC_KEYS))}{did_you_mean(sorted(unknown, key=str)[0], SPEC_KEYS)}")
+    _check_sections(raw)
+    eval_settings = check_eval(raw.get("eval") or {})
+    spec_methods = raw.get("methods")
     if methods:
         raw["methods"] = methods
     if seeds:
         raw["seeds"] = seeds
     if extra_overrides:
         raw["overrides"] = {**(raw.get("overrides") or {}), **extra_overrides}
-    methods = _as_list(raw.get("methods"), "methods")
-    if methods == ["all"]:
-        methods = sorted(METHODS)
+    methods = _methods(raw.get("methods"))
+    _once_each(methods, "methods")
     datasets = [str(d) for d in _as_list(raw.get("datasets"), "datasets")]
+    _once_each(datasets, "datasets")
     seeds = _as_list(raw.get("seeds", [0]), "seeds")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"sweep spec: seeds must be integers, got {seeds}")
+    _once_each(seeds, "seeds")
     name = str(raw.get("name") or path.stem)
     out_dir = Path(sweep_dir or raw.get("dir") or Path("runs/sweeps") / name)
+    unknown_datasets = sorted(set(map(str, raw.get("dataset_overrides") or {})) - set(datasets))
+    if unknown_datasets:
+        raise ConfigError(f"sweep spec: dataset_overrides.{unknown_datasets[0]}: '{unknown_datasets[0]}' is not "
+                          f"in datasets ({', '.join(datasets)})")
     cells: list[Cell] = []
+    labels: dict[str, str] = {}  # method label -> its methods entry
+    origins: dict[str, dict[str, str]] = {}  # cell name -> {overridden key: the spec entry that set it}
     for dataset in datasets:
         first: dict[str, dict[str, Any]] | None = None
         for entry in methods:
             label, base, source = _method_config(entry, dataset, raw, path.parent)
+            if labels.setdefault(label, str(entry)) != str(entry):
+                raise ConfigError(f"sweep spec: methods: {labels[label]} and {entry} are both method '{label}' "
+                                  "(the same cell names); list each method once")
             for seed in seeds:
-                cfg = {s: dict(v) if isinstance(v, dict) else v for s, v in base.items()}
-                cfg = yaml.safe_load(yaml.safe_dump(cfg))  # deep copy of plain data
+                cfg = copy.deepcopy(base)
                 _apply(cfg, raw.get("overrides"), "overrides")
                 _apply_soft(cfg, raw.get("soft_overrides") or {})
                 _apply(cfg, (raw.get("dataset_overrides") or {}).get(dataset), f"dataset_overrides.{dataset}")
                 _apply(cfg, (raw.get("method_overrides") or {}).get(label), f"method_overrides.{label}")
                 cfg["run"].update(seed=seed, dir=str(out_dir), name=f"{label}-{dataset}-s{seed}", resume=None)
                 cells.append(Cell(label, dataset, seed, cfg, source))
+                origins[cells[-1].name] = _origins(raw, label, dataset)
                 first = first or cfg
         if raw.get("baseline", True) and first is not None:
             for seed in seeds:
-                cfg = yaml.safe_load(yaml.safe_dump(first))
+                cfg = copy.deepcopy(first)
                 cfg["run"].update(seed=seed, name=f"{BASELINE}-{dataset}-s{seed}")
                 cells.append(Cell(BASELINE, dataset, seed, cfg, f"{first['model'].get('name')} config, untrained"))
+                origins[cells[-1].name] = origins[first["run"]["name"]]
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
-        raise ConfigError("sweep spec: two methods give the same cell name; list each method once")
+        raise ConfigError(f"sweep spec: two cells are named {next(n for n in names if names.count(n) > 1)}; "
+                          "list each method, dataset and seed once")
+    # a method override names a method of the sweep (with --methods: of the spec file's too)
+    known = set(labels)
+    if spec_methods and spec_methods != raw.get("methods"):
+        known |= {_label(e, path.parent) for e in _methods(spec_methods)}
+    stray = sorted(set(map(str, raw.get("method_overrides") or {})) - known)
+    if stray:
+        raise ConfigError(f"sweep spec: method_overrides.{stray[0]}: '{stray[0]}' is not in methods "
+                          f"({', '.join(sorted(known))})")
     launch = dict(raw.get("launch") or {})
     if launch.get("backend", "local") not in BACKENDS:
         raise ConfigError(f"sweep spec: launch.backend must be one of {', '.join(BACKENDS)}")
-    return Spec(name=name, dir=out_dir, cells=cells, eval=dict(raw.get("eval") or {}), launch=launch,
+    if check_configs:
+        for cell in cells:
+            check_cell_config(cell, origins.get(cell.name))
+    return Spec(name=name, dir=out_dir, cells=cells, eval=eval_settings, launch=launch,
                 wandb=dict(raw.get("wandb") or {}), path=path)
