@@ -104,8 +104,13 @@ def build_method(model_cfg: dict[str, Any], num_classes: int) -> BaseMethod:
 
 def check_model_input(model: BaseMethod, dm: SSLDataModule) -> None:
     """One dummy forward at the data's image size (catches e.g. a timm ViT built for 224 given 32x32
-    images) and the BatchNorm / batch size 1 mismatch, before anything is written."""
+    images), the BatchNorm / batch size 1 mismatch and evaluations that need two classes, before
+    anything is written."""
     size = dm.image_size
+    if dm.num_classes < 2 and (model.hparams.knn or model.hparams.linear_probe):
+        raise ConfigError(f"data.dataset {dm.hparams.dataset} has {dm.num_classes} class: k-NN and the linear probe "
+                          f"score against the classes and need at least 2; add classes, or pretrain without them "
+                          f"with --model.knn false --model.linear_probe false")
     if dm.hparams.batch_size < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                          for m in model.modules()):
         raise ConfigError(f"data.batch_size {dm.hparams.batch_size}: the model has BatchNorm layers, which need "

@@ -133,25 +133,11 @@ def test_file_list_equals_torchvisions_on_a_tree_without_links(tmp_path):
         assert split.files == files and split.labels.tolist() == labels
 
 
-def test_one_class_tree_is_explained_in_one_line(tmp_path, caplog):
-    from ssl_bench.methods.base import BaseMethod
-
-    root = _tree(tmp_path / "data", classes=("photos",))
-    with caplog.at_level(logging.INFO, logger="ssl_bench"):
-        src = load_source("folder", str(root), image_size=8)
+def test_one_class_tree_loads(tmp_path):
+    """An unlabelled tree (one folder of images) is a dataset of one class: it loads, and pretraining
+    decides whether its evaluations can run (next test)."""
+    src = load_source("folder", str(_tree(tmp_path / "data", classes=("photos",))), image_size=8)
     assert src.num_classes == 1 and len(src.train) == 4
-    notes = [r for r in caplog.records if "one class folder" in r.getMessage()]
-    assert len(notes) == 1 and notes[0].levelno == logging.WARNING
-    msg = notes[0].getMessage()
-    assert "\n" not in msg and msg.startswith(f"folder: {root / 'train'} has one class folder (photos)")
-    assert "need at least 2 classes" in msg and "model.knn false model.linear_probe false" in msg
-    # the advice names real BaseMethod arguments, which turn the two evaluations off
-    params = inspect.signature(BaseMethod.__init__).parameters
-    assert params["knn"].default is True and params["linear_probe"].default is True
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ssl_bench"):
-        load_source("folder", str(_tree(tmp_path / "two", classes=("a", "b"))), image_size=8)
-    assert not any("one class folder" in r.getMessage() for r in caplog.records)
 
 
 def test_folder_config_loads_and_builds_on_a_tiny_tree(repo, tmp_path, capsys):
@@ -178,3 +164,21 @@ def test_folder_config_loads_and_builds_on_a_tiny_tree(repo, tmp_path, capsys):
     assert main(["pretrain", "--config", str(path), "--run.dir", str(tmp_path / "runs"), "--print-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("ssl-bench: error: folder:") and "/path/to/your/images" in err and "data.root" in err
+
+
+def test_one_class_tree_with_evaluations_on_is_refused_before_the_run_directory(repo, tmp_path, capsys):
+    """k-NN and the probe on one class used to end in torchmetrics' ``num_classes`` error after the
+    first epoch, leaving an unfinished run behind; now one line before anything is written, and the
+    advice it gives trains."""
+    from ssl_bench.cli import main
+
+    root = _tree(tmp_path / "data", classes=("photos",), n_train=8)
+    args = ["pretrain", "--config", str(repo / "configs/digits/simclr.yaml"), "--data.dataset", "folder",
+            "--data.root", str(root), "--data.pipeline", "files_batched", "--data.image_size", "8",
+            "--data.batch_size", "4", "--run.dir", str(tmp_path / "runs"), "--run.name", "one",
+            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has 1 class" in err and "--model.knn false --model.linear_probe false" in err and "\n" not in err
+    assert not (tmp_path / "runs/one").exists()
+    assert main([*args, "--model.knn", "false", "--model.linear_probe", "false"]) == 0

@@ -254,11 +254,6 @@ def infer_image_size(files: list[str], sample: int = 32) -> int:
 #: a one-class image tree: k-NN and the linear probe (torchmetrics) need at least two classes. The
 #: loader cannot see whether they are on (model.knn / model.linear_probe), so it warns at load time
 #: (a one-class tree of unlabelled images pretrains fine with both off)
-ONE_CLASS_NOTE = ("{name}: {train} has one class folder ({cls}); k-NN and the linear probe score against the "
-                  "class folders and need at least 2 classes: add class folders, or pretrain without them with "
-                  "model.knn false model.linear_probe false")
-
-
 def _class_folders(name: str, split_dir: str) -> list[str]:
     """The class folders directly under ``split_dir``, sorted, as torchvision's ``find_classes`` finds
     them: directories and links to directories (ImageNet-100 subsets are often built by linking class
@@ -351,8 +346,6 @@ def _image_tree(name: str, roots: list[Path], image_size: int | None = None,
                     raise ValueError(f"{what}: k-NN and the probe cannot predict them; remove them, or set "
                                      f"data.drop_unknown_val_classes: true to leave them out")
                 log.info(f"{what} left out (data.drop_unknown_val_classes)")
-            if len(classes) == 1:
-                log.warning(ONE_CLASS_NOTE.format(name=name, train=r / "train", cls=classes[0]))
             if image_size is None:
                 image_size = infer_image_size(splits[0].files)  # type: ignore[arg-type]
                 log.info(f"{name}: data.image_size not set; training at {image_size}, the median shorter side "

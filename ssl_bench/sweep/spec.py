@@ -165,12 +165,13 @@ def check_cell_config(cell: Cell, origins: dict[str, str] | None = None) -> None
         raise ConfigError(f"sweep spec: cell {cell.name}{where}: {message}") from None
 
 
-def _origins(raw: dict[str, Any], label: str, dataset: str) -> dict[str, str]:
+def _origins(raw: dict[str, Any], label: str, dataset: str, extra: dict[str, Any] | None) -> dict[str, str]:
     """Which spec entry set each overridden key of a cell (the last one applied)."""
     out: dict[str, str] = {}
     for where, overrides in (("overrides", raw.get("overrides")), ("soft_overrides", raw.get("soft_overrides")),
                              (f"dataset_overrides.{dataset}", (raw.get("dataset_overrides") or {}).get(dataset)),
-                             (f"method_overrides.{label}", (raw.get("method_overrides") or {}).get(label))):
+                             (f"method_overrides.{label}", (raw.get("method_overrides") or {}).get(label)),
+                             ("--set", extra)):
         out.update({str(k): where for k in overrides or {}})
     return out
 
@@ -291,8 +292,6 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
         raw["methods"] = methods
     if seeds:
         raw["seeds"] = seeds
-    if extra_overrides:
-        raw["overrides"] = {**(raw.get("overrides") or {}), **extra_overrides}
     methods = _methods(raw.get("methods"))
     _once_each(methods, "methods")
     datasets = [str(d) for d in _as_list(raw.get("datasets"), "datasets")]
@@ -323,9 +322,10 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
                 _apply_soft(cfg, raw.get("soft_overrides") or {})
                 _apply(cfg, (raw.get("dataset_overrides") or {}).get(dataset), f"dataset_overrides.{dataset}")
                 _apply(cfg, (raw.get("method_overrides") or {}).get(label), f"method_overrides.{label}")
+                _apply(cfg, extra_overrides, "--set")  # the command line wins over the spec file
                 cfg["run"].update(seed=seed, dir=str(out_dir), name=f"{label}-{dataset}-s{seed}", resume=None)
                 cells.append(Cell(label, dataset, seed, cfg, source))
-                origins[cells[-1].name] = _origins(raw, label, dataset)
+                origins[cells[-1].name] = _origins(raw, label, dataset, extra_overrides)
                 first = first or cfg
         if raw.get("baseline", True) and first is not None:
             for seed in seeds:
