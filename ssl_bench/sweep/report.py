@@ -6,11 +6,14 @@ records (``_sweep/cells/<cell>.json``: status and one-line error of failed cells
 memory). A directory holding ``config.yaml`` is a cell; no spec is needed.
 
 ``results.csv``: one row per cell with method, dataset, seed, epochs, batch size, every scalar of
-``summary.json`` and ``offline_eval.json``, wall time, training images/s (optimizer steps x global
-batch / ``fit_seconds`` of the last launch, so a resumed cell's rate counts only the resumed part's
-time but all steps: read it for finished-in-one-go cells), peak memory and status.
-``results.md``: per dataset, mean +- std over seeds per method, the random-init baseline as a row,
-and the best method per accuracy column in bold.
+``summary.json`` and ``offline_eval.json``, wall time (``wall_time_s``: see ``wall_time``), training
+images/s (optimizer steps x global batch / ``fit_seconds``, the cumulative training time of all
+launches of the run), peak memory and status: ``finished``, ``failed``, ``interrupted`` (a
+checkpoint, no summary), ``not run``, or ``corrupt summary.json`` (there, but it does not parse:
+the run's results are unknown; its ``error`` says why).
+``results.md``: per dataset, mean +- std over seeds per method over the finished cells, the
+random-init baseline as a row, the best method per accuracy column in bold, and the cells left out
+of the means named with their status.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ SKIP_SUMMARY = {"method", "dataset", "run_dir", "is_global_zero", "all_metrics",
                 "world_size", "backbone"}
 TABLE_METRICS = ["val_knn_top1", "val_linear_top1", "offline_knn_best_top1", "offline_linear_top1"]
 EXTRA_TABLE_METRICS = ["rankme", "entropy", "z_std"]
+CORRUPT = "corrupt summary.json"
 
 
 def _cells(sweep_dir: Path) -> list[str]:
@@ -46,9 +50,67 @@ def _cells(sweep_dir: Path) -> list[str]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _summary(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """(summary.json, None), or ({}, why) when the file is there but unreadable or not an object."""
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return {}, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return {}, f"summary.json unreadable: {' '.join(str(err).split()) or type(err).__name__}"
+    if not isinstance(data, dict):
+        return {}, f"summary.json holds a {type(data).__name__}, not an object"
+    return data, None
+
+
+#: a record whose process ended this long before summary.json was written is not the record of the
+#: process that finished the run (seconds; room for clock differences between hosts)
+CLOCK_SLACK_S = 60.0
+
+
+def wall_time(record: dict[str, Any], summary: dict[str, Any], run_dir: Path) -> float | None:
+    """Wall time of the cell, from what the process that ran it measured itself.
+
+    The cell record is written by the cell process (``cell.run_cell``: ``started``, ``ended``,
+    ``wall_s``); the local runner adds ``runner_wall_s``, the time *its* slot took, when it reaps
+    the process it started. That one is wrong for a cell another process finished: when two
+    launches run the same cell, the runner whose process lost the race keeps the record of the
+    process that finished the cell but stamps its own ``runner_wall_s`` on it (and a launch that
+    finds the run finished only evaluates or skips it, a few seconds). So:
+
+    - ``wall_s`` of the record (``ended - started`` when it is missing), when the record is that
+      of the process that finished the run; for a resumed cell that is the resumed launch only
+      (``fit_seconds``, in its own column, is the cumulative training time);
+    - plus the run's ``fit_seconds`` when that process found the training finished
+      (``state_before`` "finished": it only evaluated, or skipped);
+    - the run's ``fit_seconds`` alone when the record ended before summary.json was written (the
+      run was finished by a process that wrote no record, e.g. ``ssl-bench pretrain`` by hand) or
+      there is no record;
+    - ``runner_wall_s`` only for a cell with no other time (its process died before its last write).
+    """
+    fit_s = summary.get("fit_seconds")
+    own = record.get("wall_s")
+    started, ended = record.get("started"), record.get("ended")
+    if own is None and isinstance(started, (int, float)) and isinstance(ended, (int, float)):
+        own = round(ended - started, 2)
+    if summary and isinstance(ended, (int, float)):
+        try:
+            if (run_dir / "summary.json").stat().st_mtime > ended + CLOCK_SLACK_S:
+                return fit_s
+        except OSError:
+            pass
+    if own is None:
+        return fit_s if summary else record.get("runner_wall_s", fit_s)
+    if record.get("state_before") == FINISHED and isinstance(fit_s, (int, float)):
+        return round(fit_s + own, 2)
+    return own
 
 
 def _config(sweep_dir: Path, cell: str) -> dict[str, Any]:
@@ -77,12 +139,12 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
     for cell in _cells(sweep_dir):
         run_dir = sweep_dir / cell
         cfg = _config(sweep_dir, cell)
-        summary = _read_json(run_dir / "summary.json")
+        summary, corrupt = _summary(run_dir)
         record = read_record(sweep_dir, cell) or {}
         method, dataset, seed = _split_name(cell)
         state = run_state(run_dir)
-        status = "finished" if state == FINISHED else (
-            "failed" if record.get("status") == FAILED else ("interrupted" if state == INTERRUPTED else "not run"))
+        status = "finished" if state == FINISHED else (CORRUPT if corrupt else (
+            "failed" if record.get("status") == FAILED else ("interrupted" if state == INTERRUPTED else "not run")))
         model, data, trainer, run = (cfg.get(s) or {} for s in ("model", "data", "trainer", "run"))
         world = summary.get("world_size") or 1
         batch = data.get("batch_size")
@@ -92,11 +154,11 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
             "seed": run.get("seed", seed), "status": status, "backbone": model.get("backbone"),
             "epochs": summary.get("epochs", trainer.get("max_epochs")), "batch_size": batch,
             "world_size": world, "global_step": summary.get("global_step"),
-            "wall_time_s": record.get("runner_wall_s", record.get("wall_s", fit_s)),
+            "wall_time_s": wall_time(record, summary, run_dir),
             "train_images_per_s": round(summary["global_step"] * batch * world / fit_s, 1)
             if fit_s and batch and summary.get("global_step") else None,
             "peak_rss_mb": record.get("peak_rss_mb"), "peak_gpu_mb": record.get("peak_gpu_mb"),
-            "error": record.get("error") if status == "failed" else None,
+            "error": corrupt if status == CORRUPT else (record.get("error") if status == "failed" else None),
         }
         for key, value in {**summary.get("all_metrics", {}), **summary}.items():
             if key not in SKIP_SUMMARY and (value is None or isinstance(value, (int, float))):
@@ -159,6 +221,10 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
     lines = [f"# Results: {sweep_name}", "",
              "Mean +- std over seeds (n = finished seeds). Accuracies in %, on the val split. Bold: the best "
              "method per accuracy column (the random-init baseline is a reference row, not ranked).", ""]
+    left_out = [r for r in rows if r["status"] != "finished"]
+    if left_out:
+        lines += [f"Left out of the means ({len(left_out)} cell{'s' if len(left_out) > 1 else ''}, see "
+                  "\"Not finished\"): " + ", ".join(f"{r['cell']} ({r['status']})" for r in left_out) + ".", ""]
     for dataset, methods in sorted(agg.items()):
         order = sorted(m for m in methods if m != BASELINE) + ([BASELINE] if BASELINE in methods else [])
         best = {}
@@ -178,10 +244,9 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
             label = "random init (baseline)" if method == BASELINE else method
             lines.append(f"| {label} | {methods[method]['n']} | " + " | ".join(cells) + " |")
         lines.append("")
-    failed = [r for r in rows if r["status"] != "finished"]
-    if failed:
+    if left_out:
         lines += ["## Not finished", "", "| cell | status | error |", "|---|---|---|"]
-        lines += [f"| {r['cell']} | {r['status']} | {(r.get('error') or '').replace('|', '/')} |" for r in failed]
+        lines += [f"| {r['cell']} | {r['status']} | {(r.get('error') or '').replace('|', '/')} |" for r in left_out]
         lines.append("")
     return "\n".join(lines)
 
