@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.utilities.cloud_io import _atomic_save
+import torch
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
@@ -36,9 +36,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     which BaseMethod refuses to save) never destroys the last good checkpoint."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any = None) -> None:
-        tmp = f"{path}.tmp"
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        _atomic_save(checkpoint, tmp)
+        # Written here rather than with Lightning's _atomic_save, which stages the file in the system
+        # temp dir (fsspec's transaction): a full /tmp failed a run whose own disk had room, and a
+        # failed write left the staged copy behind. A failed write here removes its .tmp.
+        tmp = Path(f"{path}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
 
 

@@ -18,6 +18,7 @@ full traceback. Ctrl-C ends with one line saying which checkpoint was kept (exit
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -66,7 +67,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     result = evaluate(args.ckpt, args.protocol, given["data"], k=args.k, temperature=args.temperature,
                       epochs=args.epochs, config=args.config, random_init=args.random_init,
                       label_fraction=args.label_fraction, label_indices_file=args.label_indices,
-                      model_overrides=given["model"], run_overrides=given["run"])
+                      model_overrides=given["model"], run_overrides=given["run"], out=args.out)
     labels = "" if result["labelled_size"] == result["train_size"] else f", {result['labelled_size']} labelled"
     print(f"{result['method']} on {result['dataset']}: {args.protocol} top-1 {result[args.protocol + '_top1']:.2f}% "
           f"(train {result['train_size']}{labels}, val {result['val_size']} images) -> {result['path']}")
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--k", type=int, default=20, help="k-NN neighbours (default 20)")
     e.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")
     e.add_argument("--epochs", type=int, default=100, help="linear and finetune protocols: training epochs")
+    e.add_argument("--out", help="write results (evals/) and cached features here instead of the run directory "
+                                 "(e.g. for a read-only shared checkpoint)")
     e.set_defaults(func=_eval)
     ls = sub.add_parser("list", help="list the registered methods, backbones, datasets and recipes")
     ls.set_defaults(func=_list)
@@ -292,6 +295,27 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
+#: file-system errors a user can act on (a read-only directory, a full disk, a file where a directory
+#: belongs): one line naming the path; other OSErrors keep their traceback
+_USER_OS_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                   errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+                   errno.EDQUOT: "disk quota exceeded", errno.EEXIST: "a file is in the way",
+                   errno.ENOTDIR: "a file is in the way (not a directory)", errno.EISDIR: "is a directory"}
+
+
+def os_error_line(err: OSError) -> str | None:
+    """``cannot write <path>: read-only file system`` for the errors in ``_USER_OS_ERRORS``."""
+    what = _USER_OS_ERRORS.get(err.errno)  # type: ignore[arg-type]
+    if what is None:
+        return None
+    path = err.filename or "a file"
+    advice = {errno.EACCES: "; for a shared checkpoint, eval --out DIR writes elsewhere",
+              errno.EROFS: "; for a shared checkpoint, eval --out DIR writes elsewhere",
+              errno.ENOSPC: "; free space (the last complete checkpoint is kept) and resume with --run.resume auto",
+              errno.EDQUOT: "; free space (the last complete checkpoint is kept) and resume with --run.resume auto"}
+    return f"cannot write {path}: {what}{advice.get(err.errno, '')}"  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
@@ -302,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SSL_BENCH_DEBUG"):
             raise
         print(f"ssl-bench: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        line = os_error_line(err)
+        if line is None or os.environ.get("SSL_BENCH_DEBUG"):
+            raise
+        print(f"ssl-bench: error: {line}", file=sys.stderr)
         return 2
     except Stopped as err:  # SIGTERM: stopped at a step boundary, checkpoint saved
         print(f"ssl-bench: {one_line(err)}", file=sys.stderr)

@@ -14,7 +14,7 @@ class ConfigError(SSLBenchError, ValueError):
 
 
 class DivergenceError(SSLBenchError, RuntimeError):
-    """The loss became NaN/inf; the last good checkpoint is kept."""
+    """The loss became NaN/inf; the message says whether a good checkpoint is kept."""
 
 
 class CollectiveTimeoutError(SSLBenchError, RuntimeError):

@@ -38,7 +38,7 @@ from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
 from .build import build_datamodule, build_method
-from .run_dir import load_lightning_checkpoint
+from .run_dir import load_lightning_checkpoint, write_atomic
 from .supervised import fit_classifier
 
 PROTOCOLS = ("knn", "linear", "finetune")
@@ -153,8 +153,11 @@ def check_checkpoint_matches(ckpt: Path, hparams: dict[str, Any], model_cfg: dic
                       f"{asked_from} asks for {model_cfg.get('name')} with backbone {asked_backbone}")
 
 
-def load_checkpoint_model(ckpt: Path, model_cfg: dict[str, Any], asked_from: str) -> BaseMethod:
-    blob = load_lightning_checkpoint(ckpt, "eval checkpoint")  # pickled objects or a broken file: one line
+def load_checkpoint_model(ckpt: Path, model_cfg: dict[str, Any], asked_from: str,
+                          blob: dict[str, Any] | None = None) -> BaseMethod:
+    """The checkpoint's method (``blob``: the checkpoint already loaded, if it was)."""
+    if blob is None:
+        blob = load_lightning_checkpoint(ckpt, "eval checkpoint")  # pickled objects or a broken file: one line
     hparams = blob.get("hyper_parameters") or {}
     check_checkpoint_matches(ckpt, hparams, model_cfg, asked_from)
     cls = resolve_class(str(model_cfg["name"]), METHODS, BaseMethod, "method")
@@ -201,7 +204,8 @@ class EvalTarget:
     ``features()`` extracts them once (cached under ``<run dir>/features``)."""
 
     def __init__(self, ckpt: str | Path | None = None, config: str | Path | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None, random_init: bool = False) -> None:
+                 overrides: dict[str, dict[str, Any]] | None = None, random_init: bool = False,
+                 out: str | Path | None = None) -> None:
         overrides = overrides or {}
         if random_init == (ckpt is not None):
             raise ConfigError("give --ckpt CKPT, or --random-init with --config CONFIG")
@@ -213,6 +217,7 @@ class EvalTarget:
             if not self.ckpt.is_file():
                 raise ConfigError(f"checkpoint not found: {ckpt}")
             self.run_dir = run_dir_of(self.ckpt)
+            self._ckpt_blob: dict[str, Any] | None = load_lightning_checkpoint(self.ckpt, "eval checkpoint")
             if config is None and not (self.run_dir / "config.yaml").is_file():
                 raise ConfigError(f"no config.yaml in {self.run_dir} (expected the run directory of {ckpt}); "
                                   "pass --config CONFIG")
@@ -233,6 +238,12 @@ class EvalTarget:
             check_random_init_dir(self.run_dir, self.cfg)
         self.dm = build_datamodule(self.cfg["data"], seed=int(self.cfg["run"]["seed"]))
         self._model: BaseMethod | None = None
+        self.out_dir = Path(out) if out is not None else None  # where results and features go
+
+    @property
+    def results_dir(self) -> Path:
+        """``--out`` if given (e.g. for a read-only shared checkpoint), else the run directory."""
+        return self.out_dir if self.out_dir is not None else self.run_dir
 
     @property
     def method(self) -> str:
@@ -243,7 +254,9 @@ class EvalTarget:
             if self.random_init:
                 self._model = random_init_model(self.cfg, self.dm.num_classes)
             else:
-                self._model = load_checkpoint_model(self.ckpt, self.cfg["model"], f"config {self.config_path}")  # type: ignore[arg-type]
+                self._model = load_checkpoint_model(self.ckpt, self.cfg["model"], f"config {self.config_path}",  # type: ignore[arg-type]
+                                                    self._ckpt_blob)
+                self._ckpt_blob = None  # the model holds the weights now
         return self._model
 
     def source(self) -> dict[str, Any]:
@@ -254,7 +267,7 @@ class EvalTarget:
     def features(self) -> tuple[FeatureSet, bool]:
         if not self.random_init:
             self.model()  # the mismatch check comes before any extraction
-        return cached_features(self.run_dir / "features", self.source(), self.cfg["data"],
+        return cached_features(self.results_dir / "features", self.source(), self.cfg["data"],
                                lambda: extract(self.model(), self.dm))
 
     def data_record(self) -> dict[str, Any]:
@@ -280,12 +293,13 @@ def result_name(settings: dict[str, Any]) -> str:
 def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, Any] | None = None,
              k: int = 20, temperature: float = 0.07, epochs: int = 100, config: str | Path | None = None,
              random_init: bool = False, label_fraction: float | None = None, label_indices_file: str | None = None,
-             model_overrides: dict[str, Any] | None = None, run_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate one target with one protocol; writes ``<run dir>/evals/<name>.json`` and returns it."""
+             model_overrides: dict[str, Any] | None = None, run_overrides: dict[str, Any] | None = None,
+             out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate one target with one protocol; writes ``<run dir or out>/evals/<name>.json`` and returns it."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol '{protocol}'; allowed: {', '.join(PROTOCOLS)}")
     target = EvalTarget(ckpt, config, {"data": data_overrides or {}, "model": model_overrides or {},
-                                       "run": run_overrides or {}}, random_init)
+                                       "run": run_overrides or {}}, random_init, out)
     seed = int(target.cfg["run"].get("seed", 0))
     subset_seed = int(target.dm.hparams.seed)  # data.seed: label subsets stay fixed across run seeds
     num_classes = target.dm.num_classes
@@ -316,11 +330,11 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
               "labelled_size": len(train_y) if idx is None else len(idx), "val_size": len(val_y),
               "labelled_digest": None if idx is None else hashlib.sha1(idx.cpu().numpy().tobytes()).hexdigest()[:16],
               "features_cached": cached, f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
-    out = target.run_dir / "evals" / f"{result_name(settings)}.json"
+    out = target.results_dir / "evals" / f"{result_name(settings)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if random_init and not (target.run_dir / "config.yaml").is_file():
-        dump_config(target.cfg, target.run_dir / "config.yaml")
-    out.write_text(json.dumps(result, indent=2))
+    if random_init and not (target.results_dir / "config.yaml").is_file():
+        dump_config(target.cfg, target.results_dir / "config.yaml")
+    write_atomic(out, json.dumps(result, indent=2))
     result["path"] = str(out)
     return result
 

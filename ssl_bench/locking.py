@@ -56,6 +56,8 @@ def hold(directory: str | os.PathLike, what: str) -> Iterator[None]:
         finally:
             _held[path] -= 1
         return
+    if path.exists() and not path.is_dir():
+        raise RunDirectoryError(f"{what} {directory} is a file, not a directory; choose another path")
     path.mkdir(parents=True, exist_ok=True)
     fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -33,7 +33,7 @@ from .build import (TRAINER_DEFAULTS, build_datamodule, build_loggers, build_met
                     check_model_input, derived_values, method_path, schedule_model)
 from .checkpointing import CKPT_META, LastCheckpoint, truncate_metrics
 from .config import DERIVED, check_run, dump_config, plain
-from .errors import CollectiveTimeoutError, ConfigError, RunDirectoryError
+from .errors import CollectiveTimeoutError, ConfigError, DivergenceError, RunDirectoryError
 from .methods import BaseMethod
 from .stopping import StopOnSigterm, Stopped, collective_timeout_line
 
@@ -224,6 +224,10 @@ def _pretrain(cfg: dict[str, dict[str, Any]], lock: ExitStack) -> dict[str, Any]
             raise Stopped(_stopped_message(checkpoint, trainer)) from None
         if isinstance(err, SystemExit) and trainer.interrupted:  # Lightning's answer to Ctrl-C: sys.exit(1)
             raise Interrupted(_interrupted_message(checkpoint, trainer)) from None
+        if isinstance(err, DivergenceError):  # say what is true of the checkpoint
+            kept = (f"the last good checkpoint is kept: {checkpoint.path}" if checkpoint.path.is_file()
+                    else "no checkpoint had been written yet")
+            raise DivergenceError(f"{err}; {kept}") from None
         line = collective_timeout_line(err, trainer.global_rank, trainer.world_size,
                                        run_cfg["collective_timeout_minutes"])
         if line is not None:

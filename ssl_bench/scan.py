@@ -142,12 +142,12 @@ def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint not found: {ckpt}")
+    blob = load_lightning_checkpoint(ckpt, "scan checkpoint")  # pickled objects or a broken file: one line
     run_dir = ckpt.resolve().parent.parent
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt})")
     cfg = load_config(run_dir / "config.yaml")
     cls = resolve_class(str(cfg["model"]["name"]), METHODS, BaseMethod, "method")
-    blob = load_lightning_checkpoint(ckpt, "scan checkpoint")  # pickled objects or a broken file: one line
     # what LightningModule.load_from_checkpoint does, on the safely loaded dict
     model = cls(**(blob.get("hyper_parameters") or {}))
     model.on_load_checkpoint(blob)

@@ -124,6 +124,7 @@ def test_divergence_is_one_line_and_keeps_last_checkpoint(repo, tmp_path, capsys
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "loss became NaN/inf" in err and "\n" not in err
+    assert f"the last good checkpoint is kept: {tmp_path / 'nan/checkpoints/last.ckpt'}" in err
     ckpt = _checkpoint(tmp_path / "nan/checkpoints/last.ckpt")
     assert ckpt["epoch"] == 0  # the good checkpoint of epoch 0 is intact
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

@@ -179,7 +179,7 @@ class BaseMethod(pl.LightningModule):
         if int(self._nonfinite_steps) > 0:
             raise DivergenceError(
                 f"loss became NaN/inf by step {self.global_step} (epoch {self.current_epoch}); "
-                "try a lower lr or more warmup; the last good checkpoint was kept")
+                "try a lower lr or more warmup")
 
     # ----------------------------------------------------------------------------- optimisation
     def set_schedule(self, schedule: TrainingSchedule) -> None:
