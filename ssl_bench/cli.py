@@ -316,6 +316,12 @@ def os_error_line(err: OSError) -> str | None:
     return f"cannot write {path}: {what}{advice.get(err.errno, '')}"  # type: ignore[arg-type]
 
 
+_INTERRUPTED = {"_eval": "interrupted; no result was written (results and cached features are written whole "
+                         "or not at all)",
+                "_scan": "interrupted; no result was written (SCAN writes its results whole, at the end)",
+                "_pretrain": "interrupted; the last checkpoint is kept (continue with --run.resume auto)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
@@ -336,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as err:  # SIGTERM: stopped at a step boundary, checkpoint saved
         print(f"ssl-bench: {one_line(err)}", file=sys.stderr)
         return SIGTERM_EXIT_CODE
-    except KeyboardInterrupt as err:
-        print(f"ssl-bench: {one_line(err) if str(err) else 'interrupted; the last checkpoint is kept'}",
+    except KeyboardInterrupt as err:  # pretrain and sweep say what they kept; the others write nothing partial
+        print(f"ssl-bench: {one_line(err) if str(err) else _INTERRUPTED.get(args.func.__name__, 'interrupted')}",
               file=sys.stderr)
         return 130
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,7 +50,7 @@ from .features import embed
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
 from .build import build_datamodule
-from .run_dir import load_checkpoint_file, load_lightning_checkpoint
+from .run_dir import load_checkpoint_file, load_lightning_checkpoint, write_atomic
 
 
 @dataclass
@@ -196,7 +197,9 @@ def cached_neighbors(path: Path, key: dict[str, Any], compute) -> Tensor:
         if stored.get("key") == key and isinstance(stored.get("indices"), torch.Tensor):
             return stored["indices"]
     indices = compute()
-    torch.save({"key": key, "indices": indices.cpu()}, path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"key": key, "indices": indices.cpu()}, tmp)
+    os.replace(tmp, path)  # whole or not at all
     return indices
 
 
@@ -382,9 +385,11 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
     log(f"self-labelling: {_fmt(summary['self_label'])}")
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["out_dir"] = str(out_dir)
+    tmp = out_dir / "scan_model.pt.tmp"
     torch.save({"backbone": model.backbone.state_dict(), "head": model.heads[0].state_dict(),
-                "num_clusters": num_clusters, "heads_on": s.heads_on}, out_dir / "scan_model.pt")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+                "num_clusters": num_clusters, "heads_on": s.heads_on}, tmp)
+    os.replace(tmp, out_dir / "scan_model.pt")
+    write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

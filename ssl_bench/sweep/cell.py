@@ -153,6 +153,9 @@ def _run_locked_cell(sweep_dir: str | Path, cell: str, attempt: str) -> dict[str
         except USAGE_ERRORS as err:
             record.update(status=FAILED, error=one_line(err))
             print(f"ssl-bench: error: {record['error']}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (pretrain's Stopped): kept to resume, not failed
+        record.update(status=INTERRUPTED, error=one_line(err) if str(err) else "interrupted")
+        print(f"ssl-bench: {record['error']}", file=sys.stderr)
     except Exception as err:  # a crash of the cell: recorded, the sweep goes on
         traceback.print_exc()
         record.update(status=FAILED, error=f"{type(err).__name__}: {one_line(err)}")
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent(int(os.environ[PARENT_PID_ENV]))
     sweep_dir, cell, attempt = (argv if argv is not None else sys.argv[1:])[:3]
     record = run_cell(sweep_dir, cell, attempt)
-    return 0 if record["status"] == OK else 1
+    return {OK: 0, INTERRUPTED: 130}.get(record["status"], 1)
 
 
 if __name__ == "__main__":

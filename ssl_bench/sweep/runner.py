@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +179,40 @@ def run_local(spec: Spec, todo: list[tuple[Cell, str]], parallel: int | None) ->
     queue = list(enumerate(todo, 1))
     running: dict[str, dict[str, Any]] = {}
     free_gpus = list(range(gpus))
+    try:
+        _run_queue(spec, queue, running, slots, free_gpus, progress)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_stop_cells(spec, running)) from None
+
+
+def _stop_cells(spec: Spec, running: dict[str, dict[str, Any]], grace_s: float = 60.0) -> str:
+    """Ctrl-C: the cells are in the sweep's process group, so a terminal's Ctrl-C reached them too and
+    they stop at their next step, keeping their checkpoints. A cell still running a few seconds later
+    (the sweep alone was interrupted) gets SIGTERM, which stops it the same way (a second SIGINT
+    could break Lightning's own shutdown). Waits for the cells to record it; returns the CLI's line."""
+    for signum, wait_s in ((None, 5.0), (signal.SIGTERM, grace_s)):
+        deadline = time.time() + wait_s
+        for slot in running.values():
+            if signum is not None and slot["proc"].poll() is None:
+                slot["proc"].send_signal(signum)
+        while time.time() < deadline and any(slot["proc"].poll() is None for slot in running.values()):
+            time.sleep(0.1)
+    for name, slot in running.items():
+        if slot["proc"].poll() is None:
+            slot["proc"].kill()
+            slot["proc"].wait()
+        slot["log"].close()
+        record = read_record(spec.dir, name) or {}
+        if record.get("attempt") != slot["attempt"] or record.get("status") == "running":
+            write_record(spec.dir, name, {**record, "cell": name, "attempt": slot["attempt"], "status": INTERRUPTED,
+                                          "error": "interrupted", "ended": time.time()})
+    names = ", ".join(running) or "no cell was running"
+    return (f"sweep {spec.name} interrupted ({names}); finished cells and checkpoints are kept: run the same "
+            f"command again to go on")
+
+
+def _run_queue(spec: Spec, queue: list, running: dict[str, dict[str, Any]], slots: int, free_gpus: list[int],
+               progress: Progress) -> None:
     while queue or running:
         while queue and len(running) < slots:
             index, (cell, action) = queue.pop(0)
@@ -206,7 +241,7 @@ def run_local(spec: Spec, todo: list[tuple[Cell, str]], parallel: int | None) ->
         if slot["gpu"] is not None:
             free_gpus.append(slot["gpu"])
         record = read_record(spec.dir, name) or {}
-        if record.get("attempt") != slot["attempt"] or record.get("status") not in (OK, FAILED):
+        if record.get("attempt") != slot["attempt"] or record.get("status") not in (OK, FAILED, INTERRUPTED):
             # the cell process died before it could write its record (killed, out of memory, segfault)
             record = {**record, "cell": name, "attempt": slot["attempt"], "status": FAILED,
                       "error": f"cell process exited with code {code} (see {sweep_paths(spec.dir, name)['log']})"}
