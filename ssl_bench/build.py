@@ -149,9 +149,13 @@ def build_loggers(run_cfg: dict[str, Any], run_dir: Path, name: str, resuming: b
         raise ConfigError(f"unknown run.logger '{kind}'; allowed: {', '.join(LOGGERS)}{did_you_mean(kind, LOGGERS)}")
     loggers: list[Logger] = [RunCSVLogger(str(run_dir), append=resuming)]
     if kind == "wandb":
+        import os
+
         from pytorch_lightning.loggers import WandbLogger  # honours WANDB_MODE=offline
 
-        loggers.append(WandbLogger(project=run_cfg["wandb_project"], name=name, save_dir=str(run_dir)))
+        # W&B's files go into <save_dir>/wandb/: WANDB_DIR when set (an explicit save_dir would win over it)
+        save_dir = os.environ.get("WANDB_DIR") or str(run_dir)
+        loggers.append(WandbLogger(project=run_cfg["wandb_project"], name=name, save_dir=save_dir))
     return loggers
 
 
@@ -272,6 +276,11 @@ def derive_schedule(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) -
     optimiser steps (warm-up from ``model.warmup_epochs``, per epoch, in all: what Lightning's
     ``estimated_stepping_batches`` gives, which the method checks when it builds its optimiser)."""
     hp = model.hparams
+    for key in ("lr", "weight_decay", "warmup_epochs"):
+        value = float(hp[key])
+        if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+            allowed = "a finite number > 0" if key == "lr" else "a finite number >= 0"
+            raise ConfigError(f"model.{key} must be {allowed}, got {hp[key]}")
     per_rank, world = int(dm.hparams.batch_size), int(trainer.world_size)
     accumulate = int(trainer.accumulate_grad_batches)
     global_batch = per_rank * world * accumulate

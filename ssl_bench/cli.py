@@ -26,7 +26,7 @@ import sys
 import warnings
 
 from . import __version__
-from .errors import SSLBenchError
+from .errors import RUN_NOTE, SSLBenchError
 from .stopping import SIGTERM_EXIT_CODE, Stopped
 
 USAGE_ERRORS = (SSLBenchError, FileNotFoundError, ValueError, TypeError, ImportError)
@@ -303,17 +303,18 @@ _USER_OS_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "operation no
                    errno.ENOTDIR: "a file is in the way (not a directory)", errno.EISDIR: "is a directory"}
 
 
-def os_error_line(err: OSError) -> str | None:
-    """``cannot write <path>: read-only file system`` for the errors in ``_USER_OS_ERRORS``."""
+def os_error_line(err: OSError, kept_note: str = "") -> str | None:
+    """``cannot write <path>: read-only file system`` for the errors in ``_USER_OS_ERRORS``; ``kept_note``
+    (what pretrain did with the run's files) replaces the advice to resume."""
     what = _USER_OS_ERRORS.get(err.errno)  # type: ignore[arg-type]
     if what is None:
         return None
     path = err.filename or "a file"
+    resume = "; free space and resume with --run.resume auto (a checkpoint is replaced only by a complete one)"
     advice = {errno.EACCES: "; for a shared checkpoint, eval --out DIR writes elsewhere",
               errno.EROFS: "; for a shared checkpoint, eval --out DIR writes elsewhere",
-              errno.ENOSPC: "; free space (the last complete checkpoint is kept) and resume with --run.resume auto",
-              errno.EDQUOT: "; free space (the last complete checkpoint is kept) and resume with --run.resume auto"}
-    return f"cannot write {path}: {what}{advice.get(err.errno, '')}"  # type: ignore[arg-type]
+              errno.ENOSPC: resume, errno.EDQUOT: resume}
+    return f"cannot write {path}: {what}{kept_note or advice.get(err.errno, '')}"  # type: ignore[arg-type]
 
 
 _INTERRUPTED = {"_eval": "interrupted; no result was written (results and cached features are written whole "
@@ -331,11 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         if os.environ.get("SSL_BENCH_DEBUG"):
             raise
-        print(f"ssl-bench: error: {one_line(err)}", file=sys.stderr)
+        print(f"ssl-bench: error: {one_line(err)}{_note(err)}", file=sys.stderr)
         return 2
     except OSError as err:
-        line = os_error_line(err)
+        line = os_error_line(err, kept_note=_note(err))
         if line is None or os.environ.get("SSL_BENCH_DEBUG"):
+            _print_note(err)
             raise
         print(f"ssl-bench: error: {line}", file=sys.stderr)
         return 2
@@ -346,6 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ssl-bench: {one_line(err) if str(err) else _INTERRUPTED.get(args.func.__name__, 'interrupted')}",
               file=sys.stderr)
         return 130
+    except Exception as err:  # a crash (traceback follows): still say what happened to the run's files
+        _print_note(err)
+        raise
+
+
+def _note(err: BaseException) -> str:
+    """``pretrain``'s note on the run's files (``RUN_NOTE``), as the end of a one-line message."""
+    note = getattr(err, RUN_NOTE, None)
+    return f"; {note}" if note else ""
+
+
+def _print_note(err: BaseException) -> None:
+    if getattr(err, RUN_NOTE, None):
+        print(f"ssl-bench: {getattr(err, RUN_NOTE)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ import difflib
 from typing import Iterable
 
 
+#: attribute ``pretrain`` sets on an exception that ended a run: what happened to the run's files
+RUN_NOTE = "ssl_bench_run_note"
+
+
 class SSLBenchError(Exception):
     """Base class: a user-facing problem with a one-line message."""
 

@@ -33,7 +33,7 @@ from .build import (TRAINER_DEFAULTS, build_datamodule, build_loggers, build_met
                     check_model_input, derived_values, method_path, schedule_model)
 from .checkpointing import CKPT_META, LastCheckpoint, truncate_metrics
 from .config import DERIVED, check_run, dump_config, plain
-from .errors import CollectiveTimeoutError, ConfigError, DivergenceError, RunDirectoryError
+from .errors import RUN_NOTE, CollectiveTimeoutError, ConfigError, DivergenceError, RunDirectoryError
 from .methods import BaseMethod
 from .stopping import StopOnSigterm, Stopped, collective_timeout_line
 
@@ -46,8 +46,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run_name(cfg: dict[str, dict[str, Any]]) -> str:
+    """``run.name``, else ``<method>-<dataset name>-seed<seed>`` (the dataset's name: ``data.name``,
+    else a folder dataset's root folder name, else ``data.dataset``; see ``sources.dataset_name``)."""
+    from .data.sources import dataset_name
+
     method = str(cfg["model"].get("name", "method")).rsplit(".", 1)[-1].lower()
-    return cfg["run"]["name"] or f"{method}-{cfg['data'].get('dataset', 'data')}-seed{cfg['run']['seed']}"
+    return cfg["run"]["name"] or f"{method}-{dataset_name(cfg['data'])}-seed{cfg['run']['seed']}"
 
 
 def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
@@ -220,14 +224,21 @@ def _pretrain(cfg: dict[str, dict[str, Any]], lock: ExitStack) -> dict[str, Any]
                     weights_only=True)  # tensors and plain values only: a checkpoint can run no code
     except BaseException as err:
         _finish_wandb(loggers, 1)
+        # a first attempt that ends before its first checkpoint has nothing to resume: its files are set
+        # aside, so the same command starts afresh instead of finding an "unfinished run"
+        aside = (rd.set_aside(run_dir, "failed") if rank_zero and plan.state is rd.RunState.ABSENT
+                 and not checkpoint.path.is_file() else None)
+        nothing = f"no checkpoint had been written; this attempt's files are in {aside}" if aside else None
         if stop.received and isinstance(err, SystemExit):  # Lightning's SIGTERMException
-            raise Stopped(_stopped_message(checkpoint, trainer)) from None
+            raise Stopped(nothing or _stopped_message(checkpoint, trainer)) from None
         if isinstance(err, SystemExit) and trainer.interrupted:  # Lightning's answer to Ctrl-C: sys.exit(1)
-            raise Interrupted(_interrupted_message(checkpoint, trainer)) from None
+            raise Interrupted(f"interrupted; {nothing}" if nothing else _interrupted_message(checkpoint, trainer)) from None
         if isinstance(err, DivergenceError):  # say what is true of the checkpoint
             kept = (f"the last good checkpoint is kept: {checkpoint.path}" if checkpoint.path.is_file()
-                    else "no checkpoint had been written yet")
+                    else nothing or "no checkpoint had been written")
             raise DivergenceError(f"{err}; {kept}") from None
+        if nothing:  # the CLI adds it to its one line, or prints it after a traceback
+            setattr(err, RUN_NOTE, f"{nothing} (the same command starts afresh)")
         line = collective_timeout_line(err, trainer.global_rank, trainer.world_size,
                                        run_cfg["collective_timeout_minutes"])
         if line is not None:
@@ -238,6 +249,7 @@ def _pretrain(cfg: dict[str, dict[str, Any]], lock: ExitStack) -> dict[str, Any]
     summary = {
         "method": type(model).__name__,
         "dataset": cfg["data"]["dataset"],
+        "dataset_name": dm.dataset_name,  # what run names and the sweep report call it (data.name)
         "run_dir": str(run_dir),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,

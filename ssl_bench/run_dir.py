@@ -104,6 +104,27 @@ def clear_run(run_dir: str | os.PathLike) -> list[str]:
     return removed
 
 
+def set_aside(run_dir: str | os.PathLike, label: str) -> Path | None:
+    """Move the run files of ``run_dir`` (``RUN_FILES`` and ``metrics.csv``'s companions) into
+    ``<run_dir>/<label>-<time>/``, after which the directory is ``absent`` again; returns that folder
+    (None when there was nothing to move). For an attempt that ended before its first checkpoint."""
+    import time
+
+    d = Path(run_dir)
+    found = [f for f in RUN_FILES if (d / f).exists()]
+    if not found:
+        return None
+    target = d / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = d / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    for name in found:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(d / name, target / name)
+    return target
+
+
 def _first_line(err: BaseException) -> str:
     """The first line of ``err``'s message (its class name when empty); torch's own advice on
     ``weights_only`` is never passed on."""

@@ -95,11 +95,26 @@ class NaNFromTheStart(SimCLR):
         return out
 
 
-def test_nan_before_any_checkpoint_says_none_was_kept(repo, tmp_path, capsys):
-    assert main(digits(repo, tmp_path, "--run.name", "nan", "--model.name", "test_one_line_errors.NaNFromTheStart",
-                       "--model.check_finite_every_n_steps", "1")) == 2
+def test_nan_before_any_checkpoint_says_none_was_kept_and_the_rerun_starts_afresh(repo, tmp_path, capsys):
+    """Before: "the last good checkpoint was kept" (there was none), and the rerun was refused as an
+    "unfinished run". The attempt's files are set aside; the same command then runs."""
+    args = digits(repo, tmp_path, "--run.name", "nan", "--model.check_finite_every_n_steps", "1")
+    assert main([*args, "--model.name", "test_one_line_errors.NaNFromTheStart"]) == 2
     err = one_error_line(capsys)
-    assert "loss became NaN/inf" in err and "no checkpoint had been written yet" in err and "kept" not in err
+    assert "loss became NaN/inf" in err and "no checkpoint had been written; this attempt's files are in" in err
+    assert "kept" not in err
+    (aside,) = (tmp_path / "nan").glob("failed-*")
+    assert (aside / "config.yaml").is_file() and not (tmp_path / "nan/config.yaml").exists()
+    assert main(args) == 0  # the same command, without the NaN, is not refused
+    assert (tmp_path / "nan/summary.json").is_file()
+
+
+@pytest.mark.parametrize("key, value", [("lr", ".nan"), ("lr", "0"), ("lr", "-0.1"), ("weight_decay", ".inf"),
+                                        ("warmup_epochs", "-1")])
+def test_non_finite_or_negative_optimiser_values_are_refused_before_the_run(repo, tmp_path, capsys, key, value):
+    assert main(digits(repo, tmp_path, "--run.name", "bad", f"--model.{key}", value)) == 2
+    assert f"model.{key} must be a finite number" in one_error_line(capsys)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_eval_out_leaves_the_run_directory_untouched(trained, tmp_path):

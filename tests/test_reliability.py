@@ -47,8 +47,9 @@ def digits(repo: Path, run_dir: Path, *extra: str, name: str = "r", epochs: int 
 
 
 def hashes(run_dir: Path) -> dict[str, str]:
+    """The run's files (not ``.lock``, the record of whoever last held the directory's lock)."""
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
 def one_line_error(capsys, *fragments: str) -> str:
