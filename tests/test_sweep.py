@@ -129,9 +129,11 @@ def test_wandb_offline_holds_summaries_and_results_table(digits_sweep, tmp_path,
         summary = offline_summary(run)
         summaries[summary.get("cell", "results")] = summary
     rows = read_rows(copy / "results.csv")
-    for cell, row in rows.items():
+    for cell, row in rows.items():  # the sweep ran without W&B: each cell is replayed from its files, and says so
         assert summaries[cell]["val_knn_top1"] == pytest.approx(float(row["val_knn_top1"]))
+        assert summaries[cell]["replayed_from_files"] is True
     assert summaries["results"]["results/nrows"] == len(rows)
+    assert sorted(summaries["results"]["cells_replayed_from_files"]) == sorted(rows)
     tables = list((copy / "wandb").glob("offline-run-*/files/media/table/results_*.table.json"))
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())

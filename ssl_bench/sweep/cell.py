@@ -4,12 +4,15 @@ Pretrains (resuming from ``checkpoints/last.ckpt`` when there is one; skipping w
 exists), then runs the sweep's offline evaluation on the cached features of the final checkpoint,
 and writes the cell's record ``<sweep>/_sweep/cells/<cell>.json`` (status, one-line error, wall
 time, peak memory). The random-init baseline cell evaluates the untrained backbone instead.
+A cell whose config logs to W&B (``run.logger: wandb``) is one W&B run: its pretrain logs it live,
+then its results are added to it (``wandb_log.cell_env``, ``wandb_log.log_cell_results``).
 
 The local backend starts this module as a subprocess per cell, so a crash, a divergence or a kill
 of one cell never takes the sweep down; the submitit backend calls ``run_cell`` inside its job.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -73,6 +76,15 @@ def _pretrain(config_path: Path) -> None:
     summary = pretrain(cfg)
     if summary.get("is_global_zero", True):
         print(summary_line(summary), flush=True)
+
+
+def _wandb_run(sweep_dir: str | Path, cell: str, config_path: Path) -> dict[str, Any] | None:
+    """The cell's W&B run (``wandb_log.cell_run``) when its config logs to W&B, else None."""
+    from ..config import load_config
+    from .wandb_log import cell_run, logs_live
+
+    cfg = load_config(config_path)
+    return cell_run(sweep_dir, cell, cfg) if logs_live(cfg) else None
 
 
 def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], random_init: bool) -> dict[str, Any]:
@@ -144,11 +156,19 @@ def _run_locked_cell(sweep_dir: str | Path, cell: str, attempt: str) -> dict[str
 
         _quiet_libraries()
         try:
+            wandb_run = _wandb_run(sweep_dir, cell, paths["config"])
             if not random_init and state != FINISHED:
-                _pretrain(paths["config"])
+                from .wandb_log import cell_env
+
+                with cell_env(wandb_run) if wandb_run else contextlib.nullcontext():  # pretrain logs it live
+                    _pretrain(paths["config"])
             if settings or random_init:
                 if random_init or not (run_dir / "offline_eval.json").is_file():
                     _offline_eval(run_dir, paths["config"], settings, random_init)
+            if wandb_run and (random_init or (run_dir / "offline_eval.json").is_file()):
+                from .wandb_log import log_cell_results
+
+                log_cell_results(sweep_dir, cell, run_dir)  # into the same W&B run, resumed by id
             record.update(status=OK, error=None)
         except USAGE_ERRORS as err:
             record.update(status=FAILED, error=one_line(err))

@@ -43,7 +43,8 @@ SPEC_KEYS = {"name", "dir", "methods", "datasets", "seeds", "config", "fallback_
              "soft_overrides", "method_overrides", "dataset_overrides", "baseline", "eval", "launch", "wandb"}
 EVAL_KEYS = {"knn_k", "knn_t", "linear_epochs", "label_fractions"}
 LAUNCH_KEYS = {"backend", "parallel", "submitit", "cell_timeout_s"}
-WANDB_KEYS = {"enabled", "project"}  # read by run_sweep (enabled) and report.build_report (project)
+WANDB_KEYS = {"enabled", "project"}  # enabled: every cell logs to W&B (run.logger, run.wandb_project), and
+# run_sweep logs the report; project: the cells' and report.build_report's W&B project
 BACKENDS = ("local", "submitit")
 BASELINE = "random_init"
 
@@ -348,6 +349,10 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
     launch = dict(raw.get("launch") or {})
     if launch.get("backend", "local") not in BACKENDS:
         raise ConfigError(f"sweep spec: launch.backend must be one of {', '.join(BACKENDS)}")
+    wandb = raw.get("wandb") or {}
+    if wandb.get("enabled"):  # each cell's pretrain logs to W&B while it trains (sweep/wandb_log.py)
+        for cell in cells:
+            cell.config["run"].update(logger="wandb", wandb_project=wandb.get("project", "ssl-bench"))
     if check_configs:
         for cell in cells:
             check_cell_config(cell, origins.get(cell.name))

@@ -1,13 +1,29 @@
-"""Log a sweep directory to Weights & Biases: one run per cell, grouped by sweep, plus a report run.
+"""Weights & Biases for sweeps: each cell logs its own run while it trains; a report run after.
 
-Each cell becomes a W&B run named after the cell (group = the sweep's name, job type
-``pretrain``), with its resolved config, its ``metrics.csv`` history, and the cell's row of
-``results.csv`` as the run summary; a ``<sweep>-results`` run (job type ``report``) holds the
-results table as a ``wandb.Table`` and the plots as images. W&B's own modes apply
-(``WANDB_MODE=offline`` writes ``<sweep>/wandb/offline-run-*``; sync later with ``wandb sync``).
+A cell whose config logs to W&B (``run.logger: wandb``; ``wandb: {enabled: true, project: P}`` in
+the spec sets ``run.logger: wandb`` and ``run.wandb_project: P`` in every cell's config) is one W&B
+run, opened by the cell's own ``pretrain`` (the path of ``ssl-bench pretrain --run.logger wandb``):
+live history, the cell's real config, the final summary. Around it the cell process sets
+``WANDB_RUN_ID`` (derived from the sweep directory and the cell, so a resumed cell continues its
+run), ``WANDB_RUN_GROUP`` (the sweep's name), ``WANDB_JOB_TYPE`` and ``WANDB_TAGS`` (method, dataset,
+seed): ``cell_env``. After the offline evaluation the cell resumes that run by id and adds
+``offline_eval.json`` and ``summary.json`` to its summary (``log_cell_results``; the random-init
+baseline, which does not train, has only that part). With ``WANDB_MODE=offline`` W&B writes each
+``wandb.init`` of a run into its own ``offline-run-<time>-<id>`` folder; ``wandb sync`` uploads
+them, in order, to the one run.
 
-It runs in a child process with a time limit (``SSL_BENCH_WANDB_TIMEOUT``, default 300 s), so a
-hanging network or a W&B error prints one warning line and never fails or stalls the sweep.
+After the sweep, ``log_to_wandb`` logs a ``<sweep>-results`` run (job type ``report``) holding the
+results table as a ``wandb.Table`` and the plots as images. A cell trained without W&B (its run
+directory's ``config.yaml`` names another logger: e.g. W&B was enabled after it finished) is
+replayed from its files into its run instead (``metrics.csv`` as history, its ``results.csv`` row
+as summary) and marked ``replayed_from_files: true`` in config and summary.
+
+Files go under ``$WANDB_DIR/wandb/`` when ``WANDB_DIR`` is set, else ``<cell run dir>/wandb/`` for
+a cell (as for ``pretrain``) and ``<sweep>/wandb/`` for the report and the replays.
+
+The report's logging runs in a child process with a time limit (``SSL_BENCH_WANDB_TIMEOUT``, default
+300 s), so a hanging network or a W&B error prints one warning line and never fails or stalls the
+sweep; in a cell, a W&B error while adding the results is one warning line, never a failed cell.
 Run ids are derived from the sweep directory and cell, so logging again updates the same runs.
 """
 from __future__ import annotations
@@ -19,14 +35,103 @@ import math
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
+BASELINE_PREFIX = "random_init-"  # spec.BASELINE cells: evaluated untrained, never pretrained
+REPLAYED = "replayed_from_files"
+
 
 def _run_id(sweep_dir: Path, name: str) -> str:
-    return hashlib.sha1(f"{sweep_dir.resolve()}::{name}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{Path(sweep_dir).resolve()}::{name}".encode()).hexdigest()[:16]
+
+
+def wandb_root(default: str | Path) -> str:
+    """Where W&B writes (its files go into ``<this>/wandb/``): ``$WANDB_DIR`` when set, else ``default``."""
+    return os.environ.get("WANDB_DIR") or str(default)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def logs_live(cfg: dict[str, Any]) -> bool:
+    """Whether a run with this config logged to W&B itself (``run.logger: wandb``)."""
+    return (cfg.get("run") or {}).get("logger") == "wandb"
+
+
+def cell_run(sweep_dir: str | Path, cell: str, cfg: dict[str, Any], project: str | None = None) -> dict[str, Any]:
+    """The W&B run of a sweep cell: id, project (``run.wandb_project`` unless given), group (the
+    sweep's name), name (the cell), job type, and tags (method, dataset, seed), from its config."""
+    sweep_dir = Path(sweep_dir)
+    model, data, run = (cfg.get(s) or {} for s in ("model", "data", "run"))
+    baseline = cell.startswith(BASELINE_PREFIX)
+    method = BASELINE_PREFIX[:-1] if baseline else str(model.get("name", cell)).rsplit(".", 1)[-1].lower()
+    group = str(_read_json(sweep_dir / "_sweep" / "sweep.json").get("name") or sweep_dir.name)
+    tags = [method, str(data.get("name") or data.get("dataset", "")), f"seed{run.get('seed', '')}"]
+    return {"id": _run_id(sweep_dir, cell), "project": project or run.get("wandb_project") or "ssl-bench",
+            "group": group, "name": cell, "job_type": "baseline" if baseline else "pretrain",
+            "tags": [t for t in tags if t and t != "seed"]}
+
+
+@contextmanager
+def cell_env(run: dict[str, Any]) -> Iterator[None]:
+    """The ``WANDB_*`` variables that make ``pretrain``'s W&B logger open the cell's run (its id,
+    group, job type, tags), for the duration of the block."""
+    values = {"WANDB_RUN_ID": run["id"], "WANDB_RUN_GROUP": run["group"], "WANDB_JOB_TYPE": run["job_type"],
+              "WANDB_TAGS": ",".join(run["tags"])}
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def log_cell_results(sweep_dir: str | Path, cell: str, run_dir: str | Path) -> bool:
+    """Add a cell's ``summary.json`` (less ``all_metrics``, as ``pretrain`` logs it) and
+    ``offline_eval.json`` to its W&B run, resumed by id (created, for the random-init baseline),
+    with the run directory's config. True when logged; a W&B error is one warning line."""
+    run_dir = Path(run_dir)
+    try:
+        import wandb
+
+        cfg = _read_yaml(run_dir / "config.yaml")
+        info = cell_run(sweep_dir, cell, cfg)
+        summary = {k: v for k, v in _read_json(run_dir / "summary.json").items() if k != "all_metrics"}
+        run = wandb.init(project=info["project"], group=info["group"], name=info["name"], job_type=info["job_type"],
+                         tags=info["tags"], id=info["id"], resume="allow", dir=wandb_root(run_dir),
+                         settings=wandb.Settings(silent=True, init_timeout=60), reinit="finish_previous")
+        try:
+            run.config.update(cfg, allow_val_change=True)
+            run.summary.update({**summary, **_read_json(run_dir / "offline_eval.json"), "cell": cell,
+                                "seed": (cfg.get("run") or {}).get("seed")})
+        finally:
+            run.finish()
+    except Exception as err:  # W&B is a view of the results, which are in the run directory
+        print(f"ssl-bench: warning: W&B: the results of {cell} were not logged ({type(err).__name__}: "
+              f"{' '.join(str(err).split())}); they are in {run_dir}", file=sys.stderr)
+        return False
+    return True
 
 
 def _number(value: str) -> float | str | None:
@@ -47,26 +152,32 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def _log(sweep_dir: Path, project: str, group: str) -> None:
+    """The report run; and a replay of each cell that did not log to W&B while it trained."""
     import wandb
 
     rows = _read_csv(sweep_dir / "results.csv")
     settings = wandb.Settings(silent=True, init_timeout=60)
+    replayed = []
     for row in rows:
         cell = str(row["cell"])
-        config_path = sweep_dir / cell / "config.yaml"
-        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-        run = wandb.init(project=project, group=group, name=cell, job_type="pretrain", dir=str(sweep_dir),
-                         id=_run_id(sweep_dir, cell), resume="allow", config=config, settings=settings,
-                         reinit="finish_previous")
+        config = _read_yaml(sweep_dir / cell / "config.yaml")
+        if logs_live(config):  # its run holds its history; the cell added its results (log_cell_results)
+            continue
+        info = {**cell_run(sweep_dir, cell, config, project), "group": group}
+        run = wandb.init(project=info["project"], group=group, name=cell, job_type=info["job_type"],
+                         tags=info["tags"], dir=wandb_root(sweep_dir), id=info["id"], resume="allow",
+                         config={**config, REPLAYED: True}, settings=settings, reinit="finish_previous")
         for step_row in _read_csv(sweep_dir / cell / "metrics.csv"):
             metrics = {k: v for k, v in step_row.items() if isinstance(v, float) and k != "step"}
             if metrics and step_row.get("step") is not None:
                 run.log(metrics, step=int(step_row["step"]))
-        run.summary.update({k: v for k, v in row.items() if v is not None})
+        run.summary.update({**{k: v for k, v in row.items() if v is not None}, REPLAYED: True})
         run.finish()
-    run = wandb.init(project=project, group=group, name=f"{group}-results", job_type="report", dir=str(sweep_dir),
-                     id=_run_id(sweep_dir, "results"), resume="allow", settings=settings,
+        replayed.append(cell)
+    run = wandb.init(project=project, group=group, name=f"{group}-results", job_type="report",
+                     dir=wandb_root(sweep_dir), id=_run_id(sweep_dir, "results"), resume="allow", settings=settings,
                      reinit="finish_previous")
+    run.summary.update({"cells_replayed_from_files": replayed})
     if rows:
         columns = list(rows[0])
         run.log({"results": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])})
@@ -96,11 +207,6 @@ def log_to_wandb(sweep_dir: str | Path, project: str = "ssl-bench", group: str |
               "the sweep's results are in results.csv", file=sys.stderr)
         return False
     return True
-
-
-if __name__ == "__main__":
-    _log(Path(sys.argv[1]), sys.argv[2], sys.argv[3])
-    print(json.dumps({"logged": sys.argv[1]}))
 
 
 def read_offline_records(path: str | Path) -> list[Any]:
@@ -140,3 +246,8 @@ def offline_summary(run_dir: str | Path) -> dict[str, Any]:
                 for item in record.summary.update:
                     summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return summary
+
+
+if __name__ == "__main__":
+    _log(Path(sys.argv[1]), sys.argv[2], sys.argv[3])
+    print(json.dumps({"logged": sys.argv[1]}))
