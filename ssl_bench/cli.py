@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import os
 import re
 import sys
-import warnings
 
 from . import __version__
-from .errors import RUN_NOTE, SSLBenchError
+from .errors import RUN_NOTE, USAGE_ERRORS
+from .terminal import quiet_libraries
 from .stopping import SIGTERM_EXIT_CODE, Stopped
 
-USAGE_ERRORS = (SSLBenchError, FileNotFoundError, ValueError, TypeError, ImportError)
 KEYS_HELP = """\
 config keys: a config has four sections, each key overridable as --section.key VALUE
   model    the method (model.name: a registered name or pkg.module.Class) and its constructor
@@ -102,7 +100,7 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace, overrides: list[str]) -> int:
-    from .sweep.report import build_report
+    from .sweep.publish import build_report
 
     if overrides:
         raise ValueError(f"unexpected argument(s) {' '.join(overrides)}; usage: ssl-bench report SWEEP_DIR")
@@ -217,74 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ----------------------------------------------------------------------------- a quiet terminal
-
-_NOISE = ("💡 Tip:", "Detected KeyboardInterrupt")
-
-
-class _LightningNoise(logging.Filter):
-    """Drops Lightning's tips and its Ctrl-C line (ssl-bench prints its own), and the FLOPs column
-    and "0 Total Flops" line of the model summary (Lightning counts FLOPs only on some devices)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.strip().startswith(_NOISE):
-            return False
-        if re.search(r"^\s*0\s+Total Flops\s*$", message, re.M):
-            record.msg, record.args = _drop_flops(message), ()
-        return True
-
-
-def _drop_flops(table: str) -> str:
-    lines = [ln for ln in table.split("\n") if not re.match(r"^\s*0\s+Total Flops\s*$", ln)]
-    header = next((ln for ln in lines if "| FLOPs" in ln), None)
-    if header is None:
-        return "\n".join(lines)
-    cut = header.index("| FLOPs")
-    out = []
-    for ln in lines:
-        if set(ln.strip()) == {"-"}:
-            out.append("-" * cut)
-        elif len(ln) > cut and ln[cut:cut + 1] == "|":
-            out.append(ln[:cut].rstrip())
-        else:
-            out.append(ln)
-    return "\n".join(out)
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (pytest's capture replaces it per test)."""
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D102
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # noqa: D102
-        pass
-
-
-def _quiet_libraries() -> None:
-    """Keep the terminal to what a user acts on: Lightning's tips and data-loader hints off."""
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    noise = _LightningNoise()
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
-                 "pytorch_lightning.callbacks.model_summary", "pytorch_lightning.utilities.model_summary"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _LightningNoise) for f in logger.filters):
-            logger.addFilter(noise)
-    log = logging.getLogger("ssl_bench")  # the project's own notes (e.g. an inferred image size)
-    if not log.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("ssl-bench: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-
 def one_line(err: BaseException) -> str:
     """The message of ``err`` on one line. An error re-raised from a DataLoader worker carries the
     worker's traceback in its message: keep its last line, without the exception's class name."""
@@ -326,7 +256,7 @@ _INTERRUPTED = {"_eval": "interrupted; no result was written (results and cached
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.func(args, overrides)
     except USAGE_ERRORS as err:

@@ -29,6 +29,10 @@ class RunDirectoryError(SSLBenchError):
     """The run directory holds an earlier run that this command would overwrite."""
 
 
+#: what the CLI (and a sweep cell) reports in one line rather than a traceback: the user's mistake, not a bug
+USAGE_ERRORS = (SSLBenchError, FileNotFoundError, ValueError, TypeError, ImportError)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'temperature'?"`` for the closest of ``choices`` (difflib), else ``""``: the
     end of a one-line message, after the list of what is allowed."""

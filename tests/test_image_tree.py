@@ -4,9 +4,7 @@ the whole tree as that class), torchvision's order and extensions, a one-class t
 line, and ``configs/folder/simclr.yaml`` as a starting config."""
 from __future__ import annotations
 
-import inspect
 import logging
-import os
 from pathlib import Path
 
 import pytest

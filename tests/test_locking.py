@@ -126,7 +126,7 @@ def test_relaunch_beside_a_live_orphan_cell_names_it(repo, tmp_path, foreign_hol
     orphan = foreign_holder(sweep_dir / "simclr-digits-s0")
     assert main(["sweep", str(_spec(tmp_path)), "--dir", str(sweep_dir)]) == 1
     out = capsys.readouterr().out
-    assert f"simclr-digits-s0: FAILED: sweep cell directory" in out and f"in use by pid {orphan.pid}" in out
+    assert "simclr-digits-s0: FAILED: sweep cell directory" in out and f"in use by pid {orphan.pid}" in out
     assert sorted(p.name for p in (sweep_dir / "simclr-digits-s0").iterdir()) == [".lock"]
     assert "failed: simclr-digits-s0" in out
 

@@ -16,7 +16,8 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
 from ssl_bench.sweep import plots  # noqa: E402
-from ssl_bench.sweep.report import CORRUPT, build_report, collect_rows  # noqa: E402
+from ssl_bench.sweep.publish import build_report  # noqa: E402
+from ssl_bench.sweep.report import CORRUPT, collect_rows  # noqa: E402
 
 DATASET = "toy"
 METHODS_20 = ["barlow_twins", "byol", "cmc", "deepcluster_v2", "dino", "moco_v2plus", "nnclr", "paws", "ressl",

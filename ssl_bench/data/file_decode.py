@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .sources import CorruptImageError
+
+T = TypeVar("T")
 
 DRAFT_FACTORS = (8, 4, 2)  # the scales libjpeg's DCT decoder offers (besides 1)
 # After a draft decode every crop is still downscaled by at least this much by the antialiased
@@ -88,3 +92,25 @@ def _resized_crop(rgb: Image.Image, box: Box, size: int, factor: int) -> np.ndar
     region = rgb.crop((x0, y0, x1, y1))  # resampling stays inside the crop, as torchvision's does
     sub = (left - x0, top - y0, min(left + w - x0, x1 - x0), min(top + h - y0, y1 - y0))
     return np.asarray(region.resize((size, size), Image.Resampling.BILINEAR, box=sub))
+
+
+# ----------------------------------------------------------------------------- corrupt files in a batch
+_skipped = 0  # corrupt images skipped by this process
+
+
+def skip_or_raise(err: CorruptImageError, skip: bool) -> None:
+    """With ``skip``, warn in one line (the file and this process's count); else raise ``err``."""
+    global _skipped
+    if not skip:
+        raise err
+    _skipped += 1
+    warnings.warn(f"{err}; skipped ({_skipped} corrupt image(s) skipped so far in this process)",
+                  RuntimeWarning, stacklevel=2)
+
+
+def fill_skipped(rows: list[T | None], files: list[str]) -> list[T]:
+    """Rows of skipped images (None) take the next good row of the batch, so the batch keeps its size."""
+    good = [r for r in rows if r is not None]
+    if not good:
+        raise CorruptImageError(f"every image of a batch is corrupt, first {files[0]}")
+    return [r if r is not None else good[i % len(good)] for i, r in enumerate(rows)]

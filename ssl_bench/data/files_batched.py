@@ -19,7 +19,6 @@ names the file and counts the skips of this process.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .batched_augment import BatchedViewAugment, sample_crop_boxes
-from .file_decode import Box, decode_crops, open_lazy, read_bytes
+from .file_decode import Box, decode_crops, fill_skipped, open_lazy, read_bytes, skip_or_raise
 from .recipes import MultiViewRecipe, ViewAugment
 from .sources import CorruptImageError, Split
 
@@ -106,27 +105,6 @@ def sample_view_boxes(height: int, width: int, views: list[ViewAugment],
         for i, row in zip(idx, rows):
             boxes[i] = tuple(row)  # type: ignore[assignment]
     return boxes  # type: ignore[return-value]
-
-
-_skipped = 0  # corrupt images skipped by this process
-
-
-def skip_or_raise(err: CorruptImageError, skip: bool) -> None:
-    """With ``skip``, warn in one line (the file and this process's count); else raise ``err``."""
-    global _skipped
-    if not skip:
-        raise err
-    _skipped += 1
-    warnings.warn(f"{err}; skipped ({_skipped} corrupt image(s) skipped so far in this process)",
-                  RuntimeWarning, stacklevel=2)
-
-
-def fill_skipped(rows: list[T | None], files: list[str]) -> list[T]:
-    """Rows of skipped images (None) take the next good row of the batch, so the batch keeps its size."""
-    good = [r for r in rows if r is not None]
-    if not good:
-        raise CorruptImageError(f"every image of a batch is corrupt, first {files[0]}")
-    return [r if r is not None else good[i % len(good)] for i, r in enumerate(rows)]
 
 
 # ----------------------------------------------------------------------------- dataset

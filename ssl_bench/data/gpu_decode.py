@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .file_decode import Box, decode_crops, open_lazy
+from .file_decode import Box, decode_crops, fill_skipped, open_lazy, skip_or_raise
 from .sources import CorruptImageError
 
 JPEG_MAGIC = b"\xff\xd8"
@@ -58,8 +58,6 @@ def decode_jpegs(data: list[bytes], device: torch.device) -> list[Tensor | None]
 
 def decode_views_on_device(batch, device: torch.device, skip_corrupt: bool = False) -> list[Tensor]:
     """An ``EncodedViews`` batch -> uint8 ``(B, 3, s, s)`` per view on ``device``."""
-    from .files_batched import fill_skipped, skip_or_raise
-
     device = torch.device(device)
     images = decode_jpegs(batch.data, device)
     rows: list[list[Tensor] | None] = []

@@ -152,9 +152,10 @@ def _run_locked_cell(sweep_dir: str | Path, cell: str, attempt: str) -> dict[str
     write_record(sweep_dir, cell, record)
     start = time.perf_counter()
     try:
-        from ..cli import USAGE_ERRORS, _quiet_libraries
+        from ..errors import USAGE_ERRORS
+        from ..terminal import quiet_libraries
 
-        _quiet_libraries()
+        quiet_libraries()
         try:
             wandb_run = _wandb_run(sweep_dir, cell, paths["config"])
             if not random_init and state != FINISHED:

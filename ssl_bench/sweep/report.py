@@ -48,7 +48,7 @@ def _cells(sweep_dir: Path) -> list[str]:
     return sorted(names)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -123,14 +123,24 @@ def _config(sweep_dir: Path, cell: str) -> dict[str, Any]:
     return {}
 
 
-def _split_name(cell: str) -> tuple[str, str, int | None]:
-    """``<method>-<dataset>-s<seed>``; method names may contain '-', dataset names may not."""
+def _split_name(cell: str, data: dict[str, Any] | None = None) -> tuple[str, str, int | None]:
+    """``<method>-<dataset>-s<seed>``; method names may contain '-'. The dataset is the name the
+    cell's config (``data``) gives it when there is one (``sources.dataset_name``: ``data.name``, a
+    folder's root folder name, else ``data.dataset``; it may contain '-'), else the cell name's."""
+    from ..data.sources import dataset_name
+
     head, _, seed = cell.rpartition("-s")
     method, _, dataset = head.rpartition("-")
     try:
+        named = dataset_name(data) if data and data.get("dataset") else None
+    except ValueError:  # a data.name that pretrain refuses: the cell's name is all there is
+        named = None
+    if named:  # the config's name (one report section per name), and the method is what precedes it
+        method, dataset = (head[: -len(named) - 1] if head.endswith(f"-{named}") else method), named
+    try:
         return method, dataset, int(seed)
     except ValueError:
-        return cell, "", None
+        return cell, named or "", None
 
 
 def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -141,16 +151,16 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
         cfg = _config(sweep_dir, cell)
         summary, corrupt = _summary(run_dir)
         record = read_record(sweep_dir, cell) or {}
-        method, dataset, seed = _split_name(cell)
+        model, data, trainer, run = (cfg.get(s) or {} for s in ("model", "data", "trainer", "run"))
+        method, dataset, seed = _split_name(cell, data)
         state = run_state(run_dir)
         status = "finished" if state == FINISHED else (CORRUPT if corrupt else (
             "failed" if record.get("status") == FAILED else ("interrupted" if state == INTERRUPTED else "not run")))
-        model, data, trainer, run = (cfg.get(s) or {} for s in ("model", "data", "trainer", "run"))
         world = summary.get("world_size") or 1
         batch = data.get("batch_size")
         fit_s = summary.get("fit_seconds")
         row: dict[str, Any] = {
-            "cell": cell, "method": method, "dataset": data.get("dataset", dataset),
+            "cell": cell, "method": method, "dataset": dataset,  # the dataset's name: one section per name
             "seed": run.get("seed", seed), "status": status, "backbone": model.get("backbone"),
             "epochs": summary.get("epochs", trainer.get("max_epochs")), "batch_size": batch,
             "world_size": world, "global_step": summary.get("global_step"),
@@ -163,7 +173,7 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
         for key, value in {**summary.get("all_metrics", {}), **summary}.items():
             if key not in SKIP_SUMMARY and (value is None or isinstance(value, (int, float))):
                 row[key] = value
-        row.update(_read_json(run_dir / "offline_eval.json"))
+        row.update(read_json(run_dir / "offline_eval.json"))
         rows.append(row)
     return rows
 
@@ -249,26 +259,3 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
         lines += [f"| {r['cell']} | {r['status']} | {(r.get('error') or '').replace('|', '/')} |" for r in left_out]
         lines.append("")
     return "\n".join(lines)
-
-
-def build_report(sweep_dir: str | Path, wandb: bool = False) -> list[Path]:
-    """Write results.csv, results.md and plots/*.png; with ``wandb``, log them (never fails the sweep)."""
-    from ..errors import ConfigError
-    from .plots import make_plots
-
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise ConfigError(f"sweep directory not found: {sweep_dir}")
-    rows = collect_rows(sweep_dir)
-    if not rows:
-        raise ConfigError(f"{sweep_dir} holds no run directories (directories with config.yaml)")
-    meta = _read_json(sweep_dir / "_sweep" / "sweep.json")
-    name = meta.get("name") or sweep_dir.name
-    write_csv(rows, sweep_dir / "results.csv")
-    (sweep_dir / "results.md").write_text(markdown(rows, name))
-    paths = [sweep_dir / "results.csv", sweep_dir / "results.md", *make_plots(sweep_dir, rows)]
-    if wandb:
-        from .wandb_log import log_to_wandb
-
-        log_to_wandb(sweep_dir, project=(meta.get("wandb") or {}).get("project", "ssl-bench"), group=name)
-    return paths

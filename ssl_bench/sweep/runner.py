@@ -17,7 +17,6 @@ resumes, a failed one is recorded with its one-line error and the sweep goes on.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -33,6 +32,7 @@ from ..config import dump_config
 from ..errors import ConfigError
 from .cell import FAILED, OK, PARENT_PID_ENV, read_record, sweep_paths, write_record
 from .run_state import FINISHED, INTERRUPTED, run_state
+from .progress import Progress
 from .spec import Cell, Spec, load_spec
 
 
@@ -77,78 +77,6 @@ def prepare(spec: Spec) -> None:
     (meta / "sweep.json").write_text(json.dumps({"name": spec.name, "spec": str(spec.path),
                                                  "cells": [c.name for c in spec.cells], "wandb": spec.wandb},
                                                 indent=2))
-
-
-# ----------------------------------------------------------------------------- progress
-def _epoch_progress(run_dir: Path) -> int | None:
-    """The last epoch number in ``metrics.csv`` (cheap: the last lines only)."""
-    path = run_dir / "metrics.csv"
-    try:
-        with path.open() as f:
-            header = f.readline().strip().split(",")
-            f.seek(max(0, path.stat().st_size - 4096))
-            lines = f.read().splitlines()
-        row = next(csv.reader([lines[-1]]))
-        value = row[header.index("epoch")]
-        return int(float(value)) if value else None
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-class Progress:
-    """One line per cell start / end / heartbeat: which cell, how far, and the sweep's ETA from
-    the mean wall time of the cells run so far."""
-
-    def __init__(self, total: int, heartbeat_s: float = 60.0) -> None:
-        self.total, self.done, self.failed, self.durations = total, 0, 0, []  # type: ignore[var-annotated]
-        self.heartbeat_s, self.last_beat = heartbeat_s, time.time()
-
-    def eta(self, running: int = 0) -> str:
-        left = self.total - self.done - self.failed
-        if not self.durations or left <= 0:
-            return "ETA -" if left > 0 else "ETA 0s"
-        mean = sum(self.durations) / len(self.durations)
-        return f"ETA {_fmt(mean * left / max(1, running))}"
-
-    def start(self, cell: Cell, action: str, index: int) -> None:
-        print(f"[{index}/{self.total}] {cell.name}: {action} ... ({self.eta()})", flush=True)
-
-    def end(self, cell: Cell, record: dict[str, Any], index: int, running: int) -> None:
-        self.durations.append(record.get("wall_s") or 0.0)
-        if record["status"] == OK:
-            self.done += 1
-            what = f"done in {_fmt(record.get('wall_s') or 0)}{_headline(cell, record)}"
-        else:
-            self.failed += 1
-            what = f"FAILED: {record.get('error')}"
-        left = self.total - self.done - self.failed
-        print(f"[{index}/{self.total}] {cell.name}: {what} | {self.done} done, {self.failed} failed, "
-              f"{left} left, {self.eta(running)}", flush=True)
-
-    def heartbeat(self, running: dict[str, tuple[Cell, float]], sweep_dir: Path) -> None:
-        if time.time() - self.last_beat < self.heartbeat_s:
-            return
-        self.last_beat = time.time()
-        for name, (cell, started) in running.items():
-            epoch = _epoch_progress(sweep_dir / name)
-            total = cell.config["trainer"].get("max_epochs", "?")
-            where = f"epoch {epoch + 1}/{total}" if epoch is not None else "starting"
-            print(f"  ... {name}: {where}, {_fmt(time.time() - started)} elapsed ({self.eta(len(running))})",
-                  flush=True)
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
-
-
-def _headline(cell: Cell, record: dict[str, Any]) -> str:
-    try:
-        summary = json.loads((Path(record["run_dir"]) / "summary.json").read_text())
-        return f", k-NN top-1 {summary['val_knn_top1']:.2f}%"
-    except (KeyError, OSError, ValueError, TypeError):
-        return ""
 
 
 # ----------------------------------------------------------------------------- local backend
@@ -282,7 +210,7 @@ def _launch(spec: Spec, plan: list[tuple[Cell, str]], backend: str | None, paral
         run_submitit(spec, todo)
     elif todo:
         run_local(spec, todo, parallel if parallel is not None else spec.launch.get("parallel"))
-    from .report import build_report
+    from .publish import build_report
 
     paths = build_report(spec.dir, wandb=bool(spec.wandb.get("enabled")))
     failed = [c.name for c in spec.cells if (read_record(spec.dir, c.name) or {}).get("status") == FAILED

@@ -44,7 +44,7 @@ SPEC_KEYS = {"name", "dir", "methods", "datasets", "seeds", "config", "fallback_
 EVAL_KEYS = {"knn_k", "knn_t", "linear_epochs", "label_fractions"}
 LAUNCH_KEYS = {"backend", "parallel", "submitit", "cell_timeout_s"}
 WANDB_KEYS = {"enabled", "project"}  # enabled: every cell logs to W&B (run.logger, run.wandb_project), and
-# run_sweep logs the report; project: the cells' and report.build_report's W&B project
+# run_sweep logs the report; project: the cells' and publish.build_report's W&B project
 BACKENDS = ("local", "submitit")
 BASELINE = "random_init"
 

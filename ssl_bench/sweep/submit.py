@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .cell import FAILED, OK, read_record, run_cell, write_record
-from .runner import Progress
+from .progress import Progress
 from .spec import Cell, Spec
 
 
