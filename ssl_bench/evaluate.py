@@ -12,8 +12,9 @@ says what it holds. Un-augmented features of the train split (``data.eval_train_
 set) and of the val split are extracted once and cached (``features.py``); every result is written
 to ``<run dir>/evals/<protocol>-<settings>-<hash>.json``, named by its settings and recording
 them (data root, split, k, T, epochs, label fraction or index file), so no result replaces another.
-``finetune`` trains the backbone and a new linear head on the labelled train images (in-memory
-datasets) with strong augmentation; with ``--random-init`` it is the supervised-only baseline of
+``finetune`` trains the backbone and a new linear head on the labelled train images with strong
+augmentation (image trees: held in memory when small, else streamed from the files, see
+``finetune_scores``); with ``--random-init`` it is the supervised-only baseline of
 semi-supervised methods (PAWS, Sec. 5: fine-tuned PAWS against training on the labels alone).
 """
 from __future__ import annotations
@@ -31,8 +32,9 @@ from torch import Tensor, nn
 
 from .config import dump_config, init_parameters, load_config, plain, resolve_class
 from .data.recipes import view_augment
+from .data.tree_images import close as close_images, embed_images, hold_or_stream
 from .errors import ConfigError
-from .features import (FeatureSet, cached_features, checkpoint_identity, embed, eval_data_settings, extract,
+from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
                        extract_split)
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import METHODS, BaseMethod
@@ -96,26 +98,35 @@ def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
     return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
 
 
-def finetune_scores(target: EvalTarget, epochs: int, seed: int, train_idx: Tensor | None = None) -> dict[int, float]:
+def finetune_scores(target: EvalTarget, epochs: int, seed: int, train_idx: Tensor | None = None,
+                    memory_limit_mb: float | None = None) -> dict[int, float]:
     """Fine-tuning protocol: a copy of the target's backbone (the checkpoint's, or the config's at
     random initialisation) and a new linear head trained together on the (labelled) train images,
     top-1/top-5 on the val images. The head's initialisation and the augmentation stream depend only
-    on ``seed``, so a checkpoint and its random-init baseline differ only in the starting backbone."""
-    train, val = target.dm.eval_splits()
-    if not (train.in_memory and val.in_memory):
-        raise ConfigError(f"the finetune protocol holds the images in memory; {target.cfg['data']['dataset']} "
-                          "is read from files (use knn or linear)")
-    images, labels = train.images, train.labels
-    if train_idx is not None:
-        images, labels = images[train_idx], labels[train_idx]
+    on ``seed``, so a checkpoint and its random-init baseline differ only in the starting backbone.
+
+    Image trees: every file is prepared as the k-NN / linear features' loader prepares it (resize,
+    centre crop ``data.image_size``), then held in memory as uint8 while the decoded labelled train
+    images, then the val images, fit in ``memory_limit_mb`` (default ``$SSL_BENCH_TREE_MEMORY_MB``,
+    else 2048 MiB), else streamed from the files in ``data.num_workers`` workers; the result is the
+    same either way (``data.tree_images``)."""
     dm, model = target.dm, target.model()
-    torch.manual_seed(seed)
-    classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, images, labels,
-                                view_augment(FINETUNE_RECIPE["view"], dm.image_size, dm.mean, dm.std),
-                                dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
-                                lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"], seed=seed,
-                                device="cuda" if torch.cuda.is_available() else "cpu")
-    scores = embed(classifier, val.images, dm.eval_batch_transform).cpu()
+    train, val = dm.eval_splits()
+    if train_idx is not None:
+        train = train.subset(train_idx)
+    images, val_images = hold_or_stream([train, val], dm.image_size, int(dm.hparams.num_workers), memory_limit_mb,
+                                        names=(f"finetune train ({target.cfg['data']['dataset']})",
+                                               f"finetune val ({target.cfg['data']['dataset']})"))
+    try:
+        torch.manual_seed(seed)
+        classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, images, train.labels,
+                                    view_augment(FINETUNE_RECIPE["view"], dm.image_size, dm.mean, dm.std),
+                                    dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
+                                    lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"],
+                                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu")
+        scores = embed_images(classifier, val_images, dm.eval_batch_transform).cpu()
+    finally:
+        close_images(images, val_images)
     return knn_accuracy(scores, val.labels.cpu(), top_k=(1, 5))
 
 

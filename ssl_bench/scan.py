@@ -23,8 +23,15 @@ reported; everything lands in the output directory (default ``<run dir>/scan``):
 self-labelling). An output directory that already holds a ``summary.json`` is never overwritten
 silently.
 
+Image trees (``data.dataset: folder``, ``imagenet``, ...) work as in-memory datasets do: every file
+is prepared as the k-NN / linear features' loader prepares it (resize, centre crop
+``data.image_size``) and the split is held as a uint8 tensor while its decoded size fits in
+``$SSL_BENCH_TREE_MEMORY_MB`` (default 2048 MiB; the train split first, then val), else streamed
+from the files batch by batch in ``data.num_workers`` DataLoader workers (``data/tree_images.py``).
+Both give the same result; ``summary.json`` records which was used (``images``).
+
 The training loops are plain PyTorch rather than a Lightning run: both stages are a few hundred
-steps over in-memory images with no callbacks, checkpoints or multi-device needs, and a plain loop
+steps over the images with no callbacks, checkpoints or multi-device needs, and a plain loop
 keeps the paper's algorithm readable in one place.
 """
 from __future__ import annotations
@@ -45,8 +52,10 @@ from . import losses
 from .config import check_kwargs, check_types, load_config, read_yaml_file, resolve_class
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import view_augment
+from .data.tree_images import (Images, close as close_images, embed_images, hold_or_stream, how_held, image_batches,
+                                map_chunks)
 from .errors import ConfigError, did_you_mean
-from .features import embed
+from .features import embed  # noqa: F401 (scan.embed: features of a uint8 tensor, as before)
 from .metrics.clustering import clustering_metrics
 from .methods import METHODS, BaseMethod
 from .build import build_datamodule
@@ -227,27 +236,30 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
     return [order[i * batch_size:(i + 1) * batch_size] for i in range(count)]
 
 
-def train_scan(model: ClusterModel, images: Tensor, neighbors: Tensor, s: ScanSettings,
+def train_scan(model: ClusterModel, images: Images, neighbors: Tensor, s: ScanSettings,
                augment: BatchedViewAugment | None, normalise, gen: torch.Generator) -> list[float]:
     """SCAN step: every head minimises Eq. 2 on (anchor, random neighbour) pairs, augmented by
     ``augment`` (``None``: un-augmented). With a frozen backbone and no augmentation the features
-    are computed once and only the heads run per step. Returns the mean loss per head per epoch."""
+    are computed once and only the heads run per step. An epoch's pairs are drawn at its start
+    (then the augmentations, batch by batch), so streamed images can be read ahead. Returns the mean
+    loss per head per epoch."""
     opt = _adam(model, s.lr, s.weight_decay, s.update_backbone)
     device = next(model.parameters()).device
-    feats = embed(model.backbone, images, normalise) if augment is None and not s.update_backbone else None
+    feats = embed_images(model.backbone, images, normalise) if augment is None and not s.update_backbone else None
     history = []
     for _ in range(s.scan_epochs):
         model.train()
         if not s.update_backbone:
             model.backbone.eval()
         total, steps = 0.0, 0
-        for idx in _batches(len(images), s.batch_size, gen):
-            pick = torch.randint(neighbors.shape[1], (len(idx),), generator=gen)
-            pair = torch.cat([idx, neighbors[idx, pick]])
+        pairs = [torch.cat([idx, neighbors[idx, torch.randint(neighbors.shape[1], (len(idx),), generator=gen)]])
+                 for idx in _batches(len(images), s.batch_size, gen)]
+        inputs = image_batches(images, pairs) if feats is None else iter(pairs)
+        for pair, x in zip(pairs, inputs):
             if feats is not None:
                 outputs = model.classify(feats[pair.to(device)])
             else:
-                x = images[pair].to(device)
+                x = x.to(device)
                 outputs = model(augment(x) if augment is not None else normalise(x))
             loss = sum(losses.scan_loss(*out.chunk(2), entropy_weight=s.entropy_weight) for out in outputs)
             opt.zero_grad(set_to_none=True)
@@ -259,13 +271,13 @@ def train_scan(model: ClusterModel, images: Tensor, neighbors: Tensor, s: ScanSe
 
 
 @torch.no_grad()
-def head_losses(model: ClusterModel, images: Tensor, neighbors: Tensor, normalise, s: ScanSettings) -> list[float]:
+def head_losses(model: ClusterModel, images: Images, neighbors: Tensor, normalise, s: ScanSettings) -> list[float]:
     """SCAN loss of every head over the whole (un-augmented) training set: consistency averaged
     over all K neighbours of every anchor, entropy of the mean assignment over all images.
     Uses no labels, so it may choose the head."""
     model.eval()
     device = next(model.parameters()).device
-    logits = [torch.cat(parts) for parts in zip(*(model(normalise(c.to(device))) for c in images.split(512)))]
+    logits = [torch.cat(parts) for parts in zip(*map_chunks(lambda c: model(normalise(c.to(device))), images))]
     out = []
     for z in logits:
         k = neighbors.shape[1]
@@ -275,7 +287,7 @@ def head_losses(model: ClusterModel, images: Tensor, neighbors: Tensor, normalis
     return out
 
 
-def train_self_label(model: ClusterModel, head: int, images: Tensor, s: ScanSettings,
+def train_self_label(model: ClusterModel, head: int, images: Images, s: ScanSettings,
                      weak: BatchedViewAugment, strong: BatchedViewAugment, gen: torch.Generator) -> list[dict]:
     """Self-labelling with head ``head`` (the others are dropped), at ``self_label_lr`` and
     ``self_label_update_backbone`` where set; returns per-epoch loss and the fraction of confident
@@ -287,8 +299,9 @@ def train_self_label(model: ClusterModel, head: int, images: Tensor, s: ScanSett
     history = []
     for _ in range(s.self_label_epochs):
         total, confident, seen, steps = 0.0, 0, 0, 0
-        for idx in _batches(len(images), s.batch_size, gen):
-            batch = images[idx].to(device)
+        batches = _batches(len(images), s.batch_size, gen)
+        for idx, batch in zip(batches, image_batches(images, batches)):
+            batch = batch.to(device)
             model.train()
             if not update_backbone:
                 model.backbone.eval()
@@ -306,10 +319,10 @@ def train_self_label(model: ClusterModel, head: int, images: Tensor, s: ScanSett
 
 
 @torch.no_grad()
-def predict(model: ClusterModel, head: int, images: Tensor, normalise) -> Tensor:
+def predict(model: ClusterModel, head: int, images: Images, normalise) -> Tensor:
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(normalise(c.to(device)))[head].argmax(1).cpu() for c in images.split(512)])
+    return torch.cat(map_chunks(lambda c: model(normalise(c.to(device)))[head].argmax(1).cpu(), images))
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -327,35 +340,49 @@ def output_dir(run_dir: Path, out: str | Path | None, overwrite: bool) -> Path:
 
 def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | Path | None = None,
              overwrite: bool = False, data_overrides: dict[str, Any] | None = None,
-             device: str | None = None, log=print) -> dict[str, Any]:
-    """The three stages; returns the summary also written to ``<out>/summary.json``."""
+             device: str | None = None, log=print, memory_limit_mb: float | None = None) -> dict[str, Any]:
+    """The three stages; returns the summary also written to ``<out>/summary.json``.
+    ``memory_limit_mb``: how much of an image tree is held in memory (default
+    ``$SSL_BENCH_TREE_MEMORY_MB``, else 2048; see the module docstring)."""
     s = settings or ScanSettings()
     s.check()
     method, cfg, run_dir = load_checkpoint(ckpt)
     dm = build_datamodule({**cfg["data"], **(data_overrides or {})}, seed=int(cfg["run"]["seed"]))
     src = dm.source
-    if not (src.train.in_memory and src.val.in_memory):
-        raise ConfigError(f"scan needs an in-memory dataset (cifar10, cifar100, stl10, digits); "
-                          f"{cfg['data']['dataset']} is read from image files")
     out_dir = output_dir(run_dir, out, overwrite)
+    encoders = feature_encoders(method)
+    if {s.mine_on, s.heads_on} - set(encoders):
+        raise ConfigError(f"scan: {type(method).__name__} has no projector; mine_on and heads_on must be backbone")
+    dataset = dm.hparams.dataset
+    images, val_images = hold_or_stream([src.train, src.val], dm.image_size, int(dm.hparams.num_workers),
+                                        memory_limit_mb, names=(f"scan train ({dataset})", f"scan val ({dataset})"))
+    try:
+        return _run_scan(ckpt, s, cfg, data_overrides, dm, method, encoders, out_dir, images, val_images, device,
+                         log)
+    finally:
+        close_images(images, val_images)
+
+
+def _run_scan(ckpt: str | Path, s: ScanSettings, cfg: dict[str, Any], data_overrides: dict[str, Any] | None, dm,
+              method: BaseMethod, encoders: dict[str, nn.Module], out_dir: Path, images: Images,
+              val_images: Images, device: str | None, log) -> dict[str, Any]:
+    """``run_scan`` once the images are held or streamed."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
     num_clusters = s.num_clusters or dm.num_classes
     normalise = dm.eval_batch_transform
-    train, val = src.train, src.val
-    images, labels = train.images, train.labels  # type: ignore[assignment]
-    encoders = feature_encoders(method)
-    if {s.mine_on, s.heads_on} - set(encoders):
-        raise ConfigError(f"scan: {type(method).__name__} has no projector; mine_on and heads_on must be backbone")
+    train, val = dm.source.train, dm.source.val
+    labels = train.labels
     start = time.perf_counter()
     summary: dict[str, Any] = {"checkpoint": str(ckpt), "method": type(method).__name__,
                                "dataset": cfg["data"]["dataset"], "train_size": len(train),
-                               "val_size": len(val), "num_clusters": num_clusters, "settings": asdict(s)}
+                               "val_size": len(val), "num_clusters": num_clusters, "settings": asdict(s),
+                               "images": {"train": how_held(images), "val": how_held(val_images)}}
 
     # 1. neighbours, and the k-means baseline on the frozen features the heads will use
-    train_x = {name: embed(encoders[name].to(dev), images, normalise) for name in {s.mine_on, s.heads_on}}
-    val_x = embed(encoders[s.heads_on], val.images, normalise)  # type: ignore[arg-type]
+    train_x = {name: embed_images(encoders[name].to(dev), images, normalise) for name in {s.mine_on, s.heads_on}}
+    val_x = embed_images(encoders[s.heads_on], val_images, normalise)
     ckpt_stat = Path(ckpt).stat()
     key = {"checkpoint": str(Path(ckpt).resolve()), "size": ckpt_stat.st_size, "mtime": ckpt_stat.st_mtime_ns,
            "k": s.num_neighbors, "n": len(train), "mine_on": s.mine_on,
@@ -374,13 +401,13 @@ def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | 
     history = train_scan(model, images, neighbors, s, views[s.scan_augment], normalise, gen)
     head_loss = head_losses(model, images, neighbors, normalise, s)
     best = min(range(len(head_loss)), key=head_loss.__getitem__)
-    summary["scan"] = {**clustering_metrics(predict(model, best, val.images, normalise), val.labels),
+    summary["scan"] = {**clustering_metrics(predict(model, best, val_images, normalise), val.labels),
                        "best_head": best, "head_losses": head_loss, "epoch_losses": history}
     log(f"SCAN (head {best} of {s.num_heads}): {_fmt(summary['scan'])}")
 
     # 3. self-labelling
     sl_history = train_self_label(model, best, images, s, views["weak"], views["strong"], gen)
-    summary["self_label"] = {**clustering_metrics(predict(model, 0, val.images, normalise), val.labels),
+    summary["self_label"] = {**clustering_metrics(predict(model, 0, val_images, normalise), val.labels),
                              "epochs": sl_history}
     log(f"self-labelling: {_fmt(summary['self_label'])}")
     summary["seconds"] = round(time.perf_counter() - start, 1)

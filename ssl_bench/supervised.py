@@ -4,7 +4,8 @@
 PAWS's claim is that the unlabelled images help: the supervised-only model is what it has to beat
 with the same labels, and fine-tuning the PAWS backbone with that same recipe (PAWS paper, Sec. 5,
 "fine-tuned" as opposed to PAWS-NN) isolates what its pretraining adds. A plain loop (no Lightning
-run): a few hundred steps on a few hundred in-memory images.
+run): a few hundred steps on a few hundred in-memory images. The images are a uint8 tensor, or an
+image tree's files streamed batch by batch (``data.tree_images``: the same images, the same result).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from .backbones import build_backbone
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import ViewAugment
+from .data.tree_images import Images, image_batches
 from .features import embed
 
 
@@ -37,26 +39,30 @@ def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_clas
                           seed, device)
 
 
-def fit_classifier(net: nn.Module, feature_dim: int, images: Tensor, labels: Tensor, view: ViewAugment,
+def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Tensor, view: ViewAugment,
                    num_classes: int, epochs: int = 100, batch_size: int = 64, lr: float = 0.05,
                    weight_decay: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu") -> nn.Module:
     """``net`` and a new linear head trained together on uint8 ``images`` / ``labels``: ``view``'s
     augmentation drawn from a generator seeded by ``seed``, SGD (momentum 0.9), cosine learning rate
     over all steps. The head is initialised from torch's global RNG (seed it first for a repeatable
-    run). Returns the classifier (eval mode, on ``device``)."""
+    run). ``images``: a tensor (moved to ``device`` whole) or ``tree_images.StreamedImages`` (each
+    batch read from the files; the same draws, so the same classifier). Returns the classifier (eval
+    mode, on ``device``)."""
     gen = torch.Generator().manual_seed(seed)
     model = nn.Sequential(net, nn.Linear(feature_dim, num_classes)).to(device)
-    images, labels = images.to(device), labels.to(device)
+    if isinstance(images, Tensor):
+        images = images.to(device)
+    labels = labels.to(device)
     augment = BatchedViewAugment(view, generator=gen)
     steps_per_epoch = max(1, math.ceil(len(images) / batch_size))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     model.train()
     for _ in range(epochs):
-        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            loss = F.cross_entropy(model(augment(images[idx])), labels[idx])
+        # the epoch's batches (BatchNorm needs two samples), drawn before any augmentation of the epoch
+        order = [idx for idx in torch.randperm(len(images), generator=gen).split(batch_size) if len(idx) >= 2]
+        for idx, x in zip(order, image_batches(images, order)):
+            loss = F.cross_entropy(model(augment(x.to(device))), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
