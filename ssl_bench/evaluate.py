@@ -191,7 +191,9 @@ def run_dir_of(ckpt: Path) -> Path:
 
 
 def random_init_run_dir(cfg: dict[str, dict[str, Any]]) -> Path:
-    name = cfg["run"].get("name") or f"{RANDOM_INIT}-{cfg['data']['dataset']}-seed{cfg['run']['seed']}"
+    from .data.sources import dataset_name
+
+    name = cfg["run"].get("name") or f"{RANDOM_INIT}-{dataset_name(cfg['data'])}-seed{cfg['run']['seed']}"
     return Path(cfg["run"]["dir"]) / name
 
 

@@ -10,6 +10,9 @@ Batch contracts (the methods rely on them):
 - validation: ``val_dataloader()`` is a list ``[val split, un-augmented train split (k-NN bank)]``;
   batches are ``(images, labels)`` with normalised float (B, 3, H, W) images. Image trees are resized
   to ``size * 8 / 7`` and centre-cropped (the 256/224 protocol); in-memory images are used as they are.
+  Only k-NN and the linear probe read them: an image tree without a val split (no ``val/`` and no
+  ``val_fraction``, or unlabelled images) has no validation loaders, and training with either of
+  them on is refused in one line when the trainer sets the data module up (``check_evaluations``).
 
 Two pipelines: ``per_image`` runs ``PerImageMultiView`` in DataLoader workers; ``batched`` (in-memory
 sources) keeps the uint8 images in one tensor (on the GPU when training there), draws whole batches
@@ -29,11 +32,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, default_collate
 
+from ..errors import ConfigError
 from .per_image import PerImageMultiView, eval_transform
 from .recipes import MultiViewRecipe, build_recipe
 from .samplers import ContiguousEvalSampler, ShuffledBatchSampler
-from .sources import (IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split, load_source,
-                      open_image, stratified_subset, unreadable_images)
+from .sources import (DOWNLOADABLE, IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split,
+                      dataset_name, load_source, open_image, stratified_subset, unreadable_images)
 from .worker_memory import keep_freed_memory
 
 PIPELINES = ("auto", "batched", "per_image", "files_batched", "files_gpu")
@@ -174,6 +178,12 @@ class SSLDataModule(pl.LightningDataModule):
             (per_image: counted in ``skipped_images``, the summary's ``skipped_image_reads``; files
             pipelines: replaced by another image of the batch, with a one-line warning naming it).
         drop_unknown_val_classes: image trees: leave out val classes not in train (else an error).
+        name: the dataset's name for people (run and sweep-cell names, summaries, report sections);
+            default: ``sources.dataset_name`` (a ``folder`` tree's root folder name, else ``dataset``).
+        val_fraction: image trees without ``val/``: this fraction of train, class-stratified and
+            seeded by ``seed``, is held out as the val split (``sources.hold_out_val``).
+        download: cifar10, cifar100, stl10: fetch the dataset into ``root`` with torchvision when it
+            is not there (``sources.download``).
     """
 
     def __init__(self, dataset: str, root: str | None = None, batch_size: int = 256, eval_batch_size: int = 512,
@@ -183,10 +193,20 @@ class SSLDataModule(pl.LightningDataModule):
                  in_memory_device: str = "auto",
                  image_size: int | None = None, use_unlabeled: bool = False,
                  check_images: bool = False, skip_corrupt_images: bool = False,
-                 drop_unknown_val_classes: bool = False) -> None:
+                 drop_unknown_val_classes: bool = False, name: str | None = None,
+                 val_fraction: float | None = None, download: bool = False) -> None:
         super().__init__()
         if dataset not in KNOWN_DATASETS:
             raise ValueError(f"unknown dataset '{dataset}'; known: {', '.join(KNOWN_DATASETS)}")
+        dataset_name({"dataset": dataset, "root": root, "name": name})  # a data.name that cannot name a run: one line
+        if val_fraction is not None and dataset not in IMAGE_TREE_DATASETS:
+            raise ValueError(f"data.val_fraction holds out part of an image tree's train/ "
+                             f"({', '.join(IMAGE_TREE_DATASETS)}) as its val split; {dataset} has its own val split")
+        if val_fraction is not None and not 0 < val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be between 0 and 1 (e.g. 0.1), got {val_fraction}")
+        if download and dataset not in DOWNLOADABLE:
+            raise ValueError(f"data.download fetches {', '.join(DOWNLOADABLE)} with torchvision; {dataset} cannot "
+                             f"be downloaded (set data.root to where its files are)")
         if pipeline not in PIPELINES:
             raise ValueError(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{pipeline}'")
         if pipeline == "auto":  # resolved before save_hyperparameters, which records the resolved name
@@ -228,6 +248,10 @@ class SSLDataModule(pl.LightningDataModule):
                 opts["unlabeled"] = True
             if h.drop_unknown_val_classes:
                 opts["drop_unknown_val_classes"] = True
+            if h.val_fraction is not None:
+                opts["val_fraction"] = h.val_fraction
+            if h.download:
+                opts["download"] = True
             self._source = load_source(h.dataset, h.root, **opts)
             if h.check_images:
                 self._source = self._checked(self._source)
@@ -277,6 +301,31 @@ class SSLDataModule(pl.LightningDataModule):
         return self.source.num_classes
 
     @property
+    def dataset_name(self) -> str:
+        """The dataset's name for people (``data.name``, see ``sources.dataset_name``)."""
+        h = self.hparams
+        return dataset_name({"dataset": h.dataset, "root": h.root, "name": h.name})
+
+    @property
+    def has_val(self) -> bool:
+        """Whether there is a val split (an image tree may have none: see the module docstring)."""
+        return len(self.source.val) > 0
+
+    def check_evaluations(self, knn: bool, linear_probe: bool) -> None:
+        """One ``ConfigError`` line when k-NN or the linear probe is on but there is no val split to
+        score them on, saying what to set."""
+        if not (knn or linear_probe) or self.has_val:
+            return
+        src, what = self.source, "k-NN and the linear probe (model.knn, model.linear_probe)"
+        if src.num_classes == 0:
+            raise ConfigError(f"{self.dataset_name}: {src.origin} holds unlabelled images (no class folders): {what} "
+                              f"need labels; pretrain without them with --model.knn false --model.linear_probe false")
+        raise ConfigError(f"{self.dataset_name}: {src.origin} has no val/ folder, so {what} have no val split to "
+                          f"score; set data.val_fraction (e.g. 0.1: that part of train, class-stratified and seeded "
+                          f"by data.seed, becomes the val split), add val/<class>/ folders, or pretrain without "
+                          f"them with --model.knn false --model.linear_probe false")
+
+    @property
     def num_train_samples(self) -> int:
         """Size of the training split (what the sample indices of the batch contract index)."""
         self.setup()
@@ -303,10 +352,17 @@ class SSLDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ setup
 
     def prepare_data(self) -> None:
-        """Runs on one process per node: decodes and caches CIFAR-10's archive once. Nothing downloads."""
+        """Runs on one process per node: decodes and caches CIFAR-10's archive once, and downloads a
+        missing dataset with ``download`` (nothing downloads without it)."""
         _ = self.source
 
     def setup(self, stage: str | None = None) -> None:
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        if model is not None and stage in (None, "fit"):  # the first point the data module sees the model
+            hp = getattr(model, "hparams", {})
+            self.check_evaluations(bool(hp.get("knn", False)), bool(hp.get("linear_probe", False)))
+            if not self.has_val:  # nothing to validate: the trainer skips validation (and Lightning's
+                self.trainer.limit_val_batches = 0  # warning about an empty val_dataloader)
         device = self.storage_device()
         if self._splits and self._splits_device == device:
             return
@@ -402,8 +458,11 @@ class SSLDataModule(pl.LightningDataModule):
         return FileViewBatches(split, self.recipe, output, self.hparams.skip_corrupt_images)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """``[val split, un-augmented train split (k-NN bank / probe features)]``."""
+        """``[val split, un-augmented train split (k-NN bank / probe features)]``; ``[]`` (no
+        validation) when there is no val split."""
         self.setup()
+        if not len(self._splits["val"]):
+            return []
         return [self._eval_loader(self._splits["val"]), self._eval_loader(self._splits["bank"])]
 
     def eval_splits(self) -> tuple[Split, Split]:

@@ -1,6 +1,8 @@
 """Dataset sources: train / val splits by name, in memory (uint8 tensors) or as image files.
 
-``load_source(name, root, **opts)`` never downloads. Known names and what must be under ``root``:
+``load_source(name, root, **opts)`` downloads nothing unless asked (``download=True``, the config's
+``data.download``: CIFAR-10/100 and STL-10 through torchvision's dataset classes, into ``root``).
+Known names and what must be under ``root``:
 
 - ``cifar10``: torchvision's ``cifar-10-batches-py/`` (preferred: the original lossless pixels) or
   the JPEG archive ``cifar10-jpeg.tar.gz`` (decoded once, cached; see ``cifar_archive.py``).
@@ -9,7 +11,10 @@
   96x96; ``unlabeled=True`` adds the 100k unlabelled images as ``train_unlabeled`` (label -1).
 - ``folder``, ``imagenet``, ``imagenet100``: an image tree ``train/<class>/*`` and ``val/<class>/*``,
   listed in torchvision's ``find_classes``/``make_dataset`` order (see ``_class_files``: directory
-  links are followed at the class level only) and decoded per image later.
+  links are followed at the class level only) and decoded per image later. ``val/`` may be missing
+  (an empty val split, or ``val_fraction``: a class-stratified part of train held out as val), and
+  images without class folders (directly in ``train/``, or in ``root`` itself when there is no
+  ``train/``) are unlabelled: label -1, no classes, no val split.
 - ``digits``: scikit-learn's bundled 8x8 digits, for tests (see ``_digits``).
 
 When ``root`` is None the data directory is searched in this order: ``../shared/data`` relative to
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,12 +33,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import SSLBenchError
+from ..errors import ConfigError, SSLBenchError
 from .recipes import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("ssl_bench")
 
 IMAGE_TREE_DATASETS = ("folder", "imagenet", "imagenet100")
+#: datasets torchvision can download: name -> (torchvision class, the folder it makes under root, size)
+DOWNLOADABLE = {"cifar10": ("CIFAR10", "cifar-10-batches-py", "about 170 MB"),
+                "cifar100": ("CIFAR100", "cifar-100-python", "about 170 MB"),
+                "stl10": ("STL10", "stl10_binary", "about 2.6 GB")}
 DIGITS_SIZE = 16  # the 8x8 digits are upsampled (nearest) to 16x16 so that random crops stay meaningful
 DIGITS_SPLIT_SEED = 0  # the 80/20 train/val split of digits is part of the dataset definition
 
@@ -100,6 +110,29 @@ class Source:
         return self.train.in_memory
 
 
+# ----------------------------------------------------------------------------- names
+
+_NAME = re.compile(r"\w[\w.+-]*")
+
+
+def dataset_name(data: dict[str, Any]) -> str:
+    """The dataset's name where people read it (run and sweep-cell names, ``summary.json``, the
+    sweep report's sections, the random-init baseline's directory), from a config's ``data`` section:
+    ``data.name`` when set, else for ``folder`` the name of ``data.root``'s last folder
+    (``/data/flowers`` -> ``flowers``), else ``data.dataset`` (registered datasets, as before).
+    A ``data.name`` that cannot name a directory is one ``ConfigError`` line."""
+    name = data.get("name")
+    if name is None:
+        dataset, root = str(data.get("dataset", "data")), data.get("root")
+        if dataset != "folder" or not root:
+            return dataset
+        return Path(os.path.abspath(os.path.expanduser(str(root)))).name or dataset
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"data.name {name!r} names run directories: use letters, digits and _ . + - "
+                          f"(starting with a letter, digit or _)")
+    return name
+
+
 # ----------------------------------------------------------------------------- root and errors
 
 def candidate_roots(root: str | os.PathLike | None) -> list[Path]:
@@ -119,8 +152,48 @@ def candidate_roots(root: str | os.PathLike | None) -> list[Path]:
 
 def _not_found(name: str, roots: list[Path], needs: str) -> DatasetNotFoundError:
     where = ", ".join(str(r) for r in roots)
+    if name not in DOWNLOADABLE:
+        return DatasetNotFoundError(f"{name}: found {needs} under {where}; put one there or set data.root "
+                                    f"(or $SSL_BENCH_DATA); nothing is downloaded")
+    _, folder, size = DOWNLOADABLE[name]
     return DatasetNotFoundError(f"{name}: found {needs} under {where}; put one there or set data.root "
-                                f"(or $SSL_BENCH_DATA); nothing is downloaded")
+                                f"(or $SSL_BENCH_DATA), or set data.download: true to fetch {_url(name)} ({size}) "
+                                f"into <data.root>/{folder}/ with torchvision (offline: download that file "
+                                f"elsewhere and extract it in data.root)")
+
+
+def _url(name: str) -> str:
+    import torchvision.datasets
+
+    return str(getattr(torchvision.datasets, DOWNLOADABLE[name][0]).url)
+
+
+def download(name: str, root: str | os.PathLike | None) -> Path:
+    """Fetch dataset ``name`` (a key of ``DOWNLOADABLE``) into ``root`` (default: $SSL_BENCH_DATA)
+    with torchvision's dataset class (``download=True``: downloads, checks and extracts the archive;
+    nothing happens when its files are already there and intact). Returns the directory it went to.
+    A failed download (no network) is one ``DatasetNotFoundError`` line naming the directory."""
+    import torchvision.datasets
+
+    cls_name, folder, size = DOWNLOADABLE[name]
+    if root is None and not os.environ.get("SSL_BENCH_DATA"):
+        raise DatasetNotFoundError(f"{name}: data.download needs the directory to put {folder}/ in: set data.root "
+                                   f"(or $SSL_BENCH_DATA)")
+    target = Path(root if root is not None else os.environ["SSL_BENCH_DATA"]).expanduser()
+    cls = getattr(torchvision.datasets, cls_name)
+    log.info(f"{name}: downloading {cls.url} ({size}) into {target / folder} (data.download)")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if name == "stl10":  # one archive holds every split
+            cls(str(target), split="train", download=True)
+        else:
+            cls(str(target), train=True, download=True)
+    except (OSError, RuntimeError) as err:  # URLError and socket errors are OSErrors; RuntimeError: md5 check
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise DatasetNotFoundError(f"{name}: downloading {cls.url} into {target} failed ({why}); with no network, "
+                                   f"download that file elsewhere and extract it in {target} (it holds "
+                                   f"{folder}/), then run again") from None
+    return target
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -251,9 +324,9 @@ def infer_image_size(files: list[str], sample: int = 32) -> int:
     return min(MAX_INFERRED_SIZE, sorted(sides)[len(sides) // 2])
 
 
-#: a one-class image tree: k-NN and the linear probe (torchmetrics) need at least two classes. The
-#: loader cannot see whether they are on (model.knn / model.linear_probe), so it warns at load time
-#: (a one-class tree of unlabelled images pretrains fine with both off)
+#: a one-class or unlabelled image tree: k-NN and the linear probe (torchmetrics) need at least two
+#: classes. The loader cannot see whether they are on (model.knn / model.linear_probe):
+#: ``build.check_model_input`` refuses them in one line (both off, such a tree pretrains fine)
 def _class_folders(name: str, split_dir: str) -> list[str]:
     """The class folders directly under ``split_dir``, sorted, as torchvision's ``find_classes`` finds
     them: directories and links to directories (ImageNet-100 subsets are often built by linking class
@@ -311,48 +384,105 @@ def _tree_items(split_dir: str, class_to_idx: dict[str, int], extensions: tuple[
     return items
 
 
+def _empty_split() -> Split:
+    return Split(labels=torch.zeros(0, dtype=torch.int64), files=[])
+
+
+def _has_images(directory: Path, extensions: tuple[str, ...]) -> bool:
+    """Image files directly in ``directory`` (a flat folder of unlabelled images)."""
+    with os.scandir(directory) as entries:
+        return any(e.is_file() and e.name.lower().endswith(extensions) for e in entries)
+
+
 def _image_tree(name: str, roots: list[Path], image_size: int | None = None,
                 drop_unknown_val_classes: bool = False) -> Source:
+    """The image tree under the first root that holds one: ``train/<class>/*`` with ``val/<class>/*``
+    or without ``val/`` (an empty val split), or unlabelled images (no class folders) in ``train/``,
+    or in the root itself when it has no ``train/``."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    for r in roots:
-        if (r / "train").is_dir() and (r / "val").is_dir():
-            splits = []
-            skipped: list[str] = []
+    complete = [r for r in roots if (r / "train").is_dir() and (r / "val").is_dir()]
+    for r in complete + [r for r in roots if r not in complete]:  # a whole tree first, as before
+        skipped: list[str] = []
+        unlabelled: Path | None = None
+        if (r / "train").is_dir():
             try:
                 classes = _class_folders(name, str(r / "train"))
+                if not classes and not _has_images(r / "train", IMG_EXTENSIONS):
+                    raise FileNotFoundError(f"found no class folder and no image in {r / 'train'}; put the images "
+                                            f"in train/<class>/ (and val/<class>/), or directly in train/ when "
+                                            f"they have no labels")
                 if not classes:
-                    raise FileNotFoundError(f"found no class folder in {r / 'train'}; put the images in "
-                                            f"train/<class>/ and val/<class>/")
-                class_to_idx = {c: i for i, c in enumerate(classes)}
-                val_classes = _class_folders(name, str(r / "val"))
-                for part in ("train", "val"):
-                    items = _tree_items(str(r / part), class_to_idx, IMG_EXTENSIONS, skipped)
-                    splits.append(Split(labels=torch.tensor([c for _, c in items], dtype=torch.int64),
-                                        files=[p for p, _ in items]))
-                extra = sorted(set(val_classes) - set(classes))
-                dropped = len(_tree_items(str(r / "val"), {c: 0 for c in extra}, IMG_EXTENSIONS, skipped,
-                                          allow_empty=True)) if extra else 0
+                    unlabelled = r / "train"
+                else:
+                    class_to_idx = {c: i for i, c in enumerate(classes)}
+                    has_val = (r / "val").is_dir()
+                    val_classes = _class_folders(name, str(r / "val")) if has_val else []
+                    splits = []
+                    for part in ("train", "val") if has_val else ("train",):
+                        items = _tree_items(str(r / part), class_to_idx, IMG_EXTENSIONS, skipped)
+                        splits.append(Split(labels=torch.tensor([c for _, c in items], dtype=torch.int64),
+                                            files=[p for p, _ in items]))
+                    extra = sorted(set(val_classes) - set(classes))
+                    dropped = len(_tree_items(str(r / "val"), {c: 0 for c in extra}, IMG_EXTENSIONS, skipped,
+                                              allow_empty=True)) if extra else 0
             except FileNotFoundError as err:  # no class folders, or a class without images
                 raise DatasetNotFoundError(f"{name}: {r}: {err}".replace("\n", " ")) from None
-            if skipped:
-                shown = ", ".join(os.path.relpath(p, r) for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-                log.warning(f"{name}: skipped {len(skipped)} directory link(s) inside class folders ({shown}); "
-                            f"links are not followed below the class level")
-            if extra:
-                shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
-                what = f"{name}: {len(extra)} val class(es) not in train ({shown}; {dropped} images)"
-                if not drop_unknown_val_classes:
-                    raise ValueError(f"{what}: k-NN and the probe cannot predict them; remove them, or set "
-                                     f"data.drop_unknown_val_classes: true to leave them out")
-                log.info(f"{what} left out (data.drop_unknown_val_classes)")
-            if image_size is None:
-                image_size = infer_image_size(splits[0].files)  # type: ignore[arg-type]
-                log.info(f"{name}: data.image_size not set; training at {image_size}, the median shorter side "
-                         f"of sampled training images (at most {MAX_INFERRED_SIZE})")
-            return Source(name, splits[0], splits[1], len(classes), image_size, IMAGENET_MEAN, IMAGENET_STD,
-                          tuple(classes), str(r))
-    raise _not_found(name, roots, "no train/<class>/* and val/<class>/* image tree")
+        elif r.is_dir() and _has_images(r, IMG_EXTENSIONS):
+            unlabelled = r
+        else:
+            continue
+        if unlabelled is not None:
+            files = _class_files(str(unlabelled), IMG_EXTENSIONS, skipped)
+            splits = [Split(labels=torch.full((len(files),), -1, dtype=torch.int64), files=files)]
+            classes, extra = [], []
+            note = " (val/ is not read)" if (r / "val").is_dir() else ""
+            log.info(f"{name}: {unlabelled} has no class folders: {len(files)} unlabelled images (label -1), no "
+                     f"val split{note}; k-NN and the linear probe need labels (model.knn, model.linear_probe false)")
+        if skipped:
+            shown = ", ".join(os.path.relpath(p, r) for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+            log.warning(f"{name}: skipped {len(skipped)} directory link(s) inside class folders ({shown}); "
+                        f"links are not followed below the class level")
+        if extra:
+            shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+            what = f"{name}: {len(extra)} val class(es) not in train ({shown}; {dropped} images)"
+            if not drop_unknown_val_classes:
+                raise ValueError(f"{what}: k-NN and the probe cannot predict them; remove them, or set "
+                                 f"data.drop_unknown_val_classes: true to leave them out")
+            log.info(f"{what} left out (data.drop_unknown_val_classes)")
+        if image_size is None:
+            image_size = infer_image_size(splits[0].files)  # type: ignore[arg-type]
+            log.info(f"{name}: data.image_size not set; training at {image_size}, the median shorter side "
+                     f"of sampled training images (at most {MAX_INFERRED_SIZE})")
+        val = splits[1] if len(splits) > 1 else _empty_split()
+        return Source(name, splits[0], val, len(classes), image_size, IMAGENET_MEAN, IMAGENET_STD,
+                      tuple(classes), str(r))
+    raise _not_found(name, roots, "no image tree (train/<class>/*, with or without val/<class>/*) and no "
+                                  "folder of images")
+
+
+def hold_out_val(source: Source, fraction: float, seed: int = 0) -> Source:
+    """``data.val_fraction``: for a labelled image tree without ``val/``, ``round(fraction * N)`` of
+    the training images become the val split, class-stratified and seeded (``stratified_subset``:
+    the same images for the same ``seed``); train keeps the others (disjoint)."""
+    what = f"{source.name}: data.val_fraction {fraction}"
+    if len(source.val):
+        raise ValueError(f"{what}: {source.origin} has a val/ folder, which is the val split; remove "
+                         f"data.val_fraction (it holds out part of train when there is no val/)")
+    if source.num_classes == 0:
+        raise ValueError(f"{what}: {source.origin} holds unlabelled images (no class folders), which k-NN and the "
+                         f"probe cannot score; remove data.val_fraction and set model.knn false and "
+                         f"model.linear_probe false")
+    total = len(source.train)
+    n = round(fraction * total)
+    if not 0 < n < total:
+        raise ValueError(f"{what} of {total} training images holds out {n}; choose a fraction that leaves "
+                         f"images on both sides")
+    val_idx = stratified_subset(source.train.labels, n, seed)
+    keep = torch.ones(total, dtype=torch.bool)
+    keep[val_idx] = False
+    log.info(f"{what}: {n} of {total} training images held out as the val split (class-stratified, seed {seed})")
+    return replace(source, train=source.train.subset(keep.nonzero().flatten()), val=source.train.subset(val_idx))
 
 
 def _digits() -> Source:
@@ -379,12 +509,13 @@ def _digits() -> Source:
                   tuple(str(i) for i in range(10)), "sklearn.datasets.load_digits")
 
 
-_TREE_OPTIONS = ("image_size", "drop_unknown_val_classes")
+_TREE_OPTIONS = ("image_size", "drop_unknown_val_classes", "val_fraction")
 _LOADERS: dict[str, tuple[Callable[..., Source], tuple[str, ...]]] = {
-    # name -> (loader, the dataset-specific options it accepts)
-    "cifar10": (lambda roots, **o: _cifar10(roots, **o), ("cache_dir",)),
-    "cifar100": (lambda roots, **o: _cifar100(roots), ()),
-    "stl10": (lambda roots, **o: _stl10(roots, **o), ("unlabeled",)),
+    # name -> (loader, the dataset-specific options it accepts; val_fraction and download are
+    # handled by load_source)
+    "cifar10": (lambda roots, **o: _cifar10(roots, **o), ("cache_dir", "download")),
+    "cifar100": (lambda roots, **o: _cifar100(roots), ("download",)),
+    "stl10": (lambda roots, **o: _stl10(roots, **o), ("unlabeled", "download")),
     "folder": (lambda roots, **o: _image_tree("folder", roots, **o), _TREE_OPTIONS),
     "imagenet": (lambda roots, **o: _image_tree("imagenet", roots, **o), _TREE_OPTIONS),
     "imagenet100": (lambda roots, **o: _image_tree("imagenet100", roots, **o), _TREE_OPTIONS),
@@ -395,13 +526,15 @@ SUBSET_OPTIONS = ("train_subset", "val_subset", "seed")
 
 
 def load_source(name: str, root: str | os.PathLike | None = None, **opts: Any) -> Source:
-    """Load dataset ``name`` (see the module docstring); nothing is ever downloaded.
+    """Load dataset ``name`` (see the module docstring); nothing is downloaded unless ``download``.
 
     Options: ``train_subset`` / ``val_subset`` (int: a class-stratified subset, see
-    ``stratified_subset``), ``seed`` (for the subsets, default 0), and per dataset ``cache_dir``
-    (cifar10), ``unlabeled`` (stl10), ``image_size`` (image trees; default: inferred from the images,
-    at most 224) and ``drop_unknown_val_classes`` (image trees: leave out val classes not in train,
-    which otherwise is an error).
+    ``stratified_subset``), ``seed`` (for the subsets and ``val_fraction``, default 0), and per
+    dataset ``cache_dir`` (cifar10), ``unlabeled`` (stl10), ``download`` (cifar10, cifar100, stl10:
+    fetch the dataset into ``root`` when it is not found there, see ``download``), ``image_size``
+    (image trees; default: inferred from the images, at most 224), ``drop_unknown_val_classes``
+    (image trees: leave out val classes not in train, which otherwise is an error) and
+    ``val_fraction`` (image trees without ``val/``: see ``hold_out_val``; applied before the subsets).
     """
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset '{name}'; known: {', '.join(KNOWN_DATASETS)}")
@@ -413,10 +546,19 @@ def load_source(name: str, root: str | os.PathLike | None = None, **opts: Any) -
         raise DatasetNotFoundError("folder: no root given; set data.root to a directory holding train/<class>/* "
                                    "and val/<class>/*")
     train_n, val_n, seed = opts.pop("train_subset", None), opts.pop("val_subset", None), opts.pop("seed", 0)
+    val_fraction, fetch = opts.pop("val_fraction", None), opts.pop("download", False)
     roots = candidate_roots(root)
     if name in IMAGE_TREE_DATASETS and root is None:  # default roots hold the tree in a folder named after it
         roots = [r / name for r in roots]
-    source = loader(roots, **{k: v for k, v in opts.items() if v is not None})
+    kwargs = {k: v for k, v in opts.items() if v is not None}
+    try:
+        source = loader(roots, **kwargs)
+    except DatasetNotFoundError:
+        if not fetch:
+            raise
+        source = loader([download(name, root)], **kwargs)
+    if val_fraction is not None:
+        source = hold_out_val(source, float(val_fraction), seed)
     if train_n is not None:
         source = replace(source, train=source.train.subset(stratified_subset(source.train.labels, int(train_n), seed)))
     if val_n is not None:

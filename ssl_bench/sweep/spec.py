@@ -254,6 +254,34 @@ def _method_config(entry: Any, dataset: str, raw: dict[str, Any], spec_dir: Path
     return entry, base, f"{fallback} (method defaults)"
 
 
+def _dataset_kind(raw: dict[str, Any], entry: str, extra: dict[str, Any] | None) -> str:
+    """The registered dataset of a ``datasets`` entry (what ``config`` templates are filled with):
+    the entry itself, or the ``data.dataset`` its overrides set (own images: an entry such as
+    ``flowers`` with ``dataset_overrides: {flowers: {data.dataset: folder, data.root: DIR}}``)."""
+    from ..data.sources import KNOWN_DATASETS
+
+    kind = entry
+    for overrides in (raw.get("overrides"), (raw.get("dataset_overrides") or {}).get(entry), extra):
+        if isinstance(overrides, dict) and "data.dataset" in overrides:
+            kind = str(overrides["data.dataset"])
+    if kind not in KNOWN_DATASETS:
+        raise ConfigError(f"sweep spec: datasets: '{entry}' is not a registered dataset ({', '.join(KNOWN_DATASETS)}); "
+                          f"for your own images keep the name and set dataset_overrides: {{{entry}: "
+                          f"{{data.dataset: folder, data.root: DIR}}}}{did_you_mean(entry, KNOWN_DATASETS)}")
+    return kind
+
+
+def _dataset_name(cfg: dict[str, dict[str, Any]], entry: str) -> str:
+    """The dataset in cell names, as ``pretrain`` names it (``sources.dataset_name``): an entry that
+    is not a registered dataset is the data's ``data.name`` unless that is set; ``folder`` is named
+    after its ``data.root``. Two image folders in one sweep are two entries, e.g. ``[flowers, birds]``."""
+    from ..data.sources import KNOWN_DATASETS, dataset_name
+
+    if entry not in KNOWN_DATASETS:
+        cfg["data"].setdefault("name", entry)
+    return dataset_name(cfg["data"])
+
+
 def _methods(value: Any, key: str = "methods") -> list:
     from ..methods import METHODS
 
@@ -312,8 +340,9 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
     origins: dict[str, dict[str, str]] = {}  # cell name -> {overridden key: the spec entry that set it}
     for dataset in datasets:
         first: dict[str, dict[str, Any]] | None = None
+        kind = _dataset_kind(raw, dataset, extra_overrides)
         for entry in methods:
-            label, base, source = _method_config(entry, dataset, raw, path.parent)
+            label, base, source = _method_config(entry, kind, raw, path.parent)
             if labels.setdefault(label, str(entry)) != str(entry):
                 raise ConfigError(f"sweep spec: methods: {labels[label]} and {entry} are both method '{label}' "
                                   "(the same cell names); list each method once")
@@ -324,15 +353,17 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
                 _apply(cfg, (raw.get("dataset_overrides") or {}).get(dataset), f"dataset_overrides.{dataset}")
                 _apply(cfg, (raw.get("method_overrides") or {}).get(label), f"method_overrides.{label}")
                 _apply(cfg, extra_overrides, "--set")  # the command line wins over the spec file
-                cfg["run"].update(seed=seed, dir=str(out_dir), name=f"{label}-{dataset}-s{seed}", resume=None)
-                cells.append(Cell(label, dataset, seed, cfg, source))
+                named = _dataset_name(cfg, dataset)
+                cfg["run"].update(seed=seed, dir=str(out_dir), name=f"{label}-{named}-s{seed}", resume=None)
+                cells.append(Cell(label, named, seed, cfg, source))
                 origins[cells[-1].name] = _origins(raw, label, dataset, extra_overrides)
                 first = first or cfg
         if raw.get("baseline", True) and first is not None:
             for seed in seeds:
                 cfg = copy.deepcopy(first)
-                cfg["run"].update(seed=seed, name=f"{BASELINE}-{dataset}-s{seed}")
-                cells.append(Cell(BASELINE, dataset, seed, cfg, f"{first['model'].get('name')} config, untrained"))
+                named = _dataset_name(cfg, dataset)
+                cfg["run"].update(seed=seed, name=f"{BASELINE}-{named}-s{seed}")
+                cells.append(Cell(BASELINE, named, seed, cfg, f"{first['model'].get('name')} config, untrained"))
                 origins[cells[-1].name] = origins[first["run"]["name"]]
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
