@@ -22,13 +22,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .config import dump_config, init_parameters, load_config, plain, resolve_class
 from .data.recipes import view_augment
@@ -41,7 +39,7 @@ from .methods import METHODS, BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
 from .build import build_datamodule, build_method
 from .run_dir import load_lightning_checkpoint, write_atomic
-from .supervised import fit_classifier
+from .supervised import fit_classifier, train_linear
 
 PROTOCOLS = ("knn", "linear", "finetune")
 # fine-tuning recipe (supervised.fit_classifier's defaults, recorded in every finetune result):
@@ -53,28 +51,6 @@ extract_features = extract_split  # the earlier public name (features of one eva
 
 
 # ----------------------------------------------------------------------------- protocols on features
-def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int = 100, batch_size: int = 256,
-                 lr: float = 0.1, weight_decay: float = 0.0, seed: int = 0) -> nn.Linear:
-    """Linear classifier on frozen, batch-normalised (no affine) features: SGD + Nesterov, cosine lr
-    (the "frozen features" protocol of e.g. MoCo v3 / DINO, without augmentation)."""
-    gen = torch.Generator().manual_seed(seed)
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    head = nn.Linear(train_x.shape[1], num_classes).to(train_x.device)
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(train_x) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    x = (train_x - mean) / std
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).to(x.device).split(batch_size):
-            loss = F.cross_entropy(head(x[idx]), train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    head.feature_mean, head.feature_std = mean, std  # type: ignore[assignment]
-    return head
-
-
 def knn_scores(fs: FeatureSet, num_classes: int, k: int, temperature: float,
                train_idx: Tensor | None = None) -> dict[int, float]:
     bank_x, bank_y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])

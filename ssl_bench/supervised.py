@@ -74,3 +74,25 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, normalise: Callab
     """Top-1 (%) of ``model`` on uint8 ``images``."""
     preds = embed(model, images, normalise).argmax(1).cpu()
     return 100.0 * float((preds == labels.cpu()).float().mean())
+
+
+def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int = 100, batch_size: int = 256,
+                 lr: float = 0.1, weight_decay: float = 0.0, seed: int = 0) -> nn.Linear:
+    """Linear classifier on frozen, batch-normalised (no affine) features: SGD + Nesterov, cosine lr
+    (the "frozen features" protocol of e.g. MoCo v3 / DINO, without augmentation)."""
+    gen = torch.Generator().manual_seed(seed)
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    head = nn.Linear(train_x.shape[1], num_classes).to(train_x.device)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(train_x) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    x = (train_x - mean) / std
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).to(x.device).split(batch_size):
+            loss = F.cross_entropy(head(x[idx]), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    head.feature_mean, head.feature_std = mean, std  # type: ignore[assignment]
+    return head

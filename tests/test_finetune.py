@@ -29,7 +29,7 @@ def test_random_init_finetune_equals_the_recomputed_protocol(repo, tmp_path, cap
     assert "finetune top-1" in capsys.readouterr().out
     (path,) = (tmp_path / "random_init-digits-seed2/evals").glob("finetune-ep3-labels0.2-*.json")
     result = json.loads(path.read_text())
-    assert result["recipe"]["lr"] == 0.05 and result["model"] == "random_init"
+    assert result["recipe"]["lr"] == 0.05 and result["model"]["random_init"]["name"] == "simclr"
 
     target = EvalTarget(config=config, overrides={"run": {"seed": 2}}, random_init=True)
     dm = target.dm

@@ -22,8 +22,7 @@ from torch import Tensor
 from ..distributed import gather_uneven
 from ..distributed import all_reduce_sum
 from ..metrics import alignment, rankme, softmax_entropy, uniformity, vmf_kde_entropy, vmf_reconstruction, z_std
-from ..metrics.entropy import DEFAULT_KAPPA
-from ..methods.er import softmax_monitor_stats
+from ..metrics.entropy import DEFAULT_KAPPA, softmax_window_sums
 
 
 class EmbeddingBuffer:
@@ -116,7 +115,7 @@ class CollapseMonitor(pl.Callback):
         self.buffer.add(z1, z2)
         er = outputs.get("er")
         if er is not None and er.support == "softmax":
-            prob_sum, ce_sum, count = softmax_monitor_stats(er)
+            prob_sum, ce_sum, count = softmax_window_sums(er.entropy[0], er.pairs[0])
             # sums over ranks: the window statistics are those of the global batch
             self.softmax.add(all_reduce_sum(prob_sum), all_reduce_sum(ce_sum),
                              int(all_reduce_sum(torch.tensor(count, device=prob_sum.device))))

@@ -22,13 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..distributed import gather_with_grad
 from ..errors import ConfigError
 from ..losses.er import SUPPORTS, Pair, er_entropy, er_loss, er_reconstruction
-from ..metrics.entropy import REDUCTIONS, softmax_reconstruction
+from ..metrics.entropy import REDUCTIONS
 
 #: reconstruction forms: "auto" = "vmf" for sphere inputs, "cross_entropy" for softmax inputs;
 #: "native" keeps the method's own loss as the reconstruction term (loss - weight * entropy)
@@ -125,12 +124,3 @@ class ERSettings:
         assert self.entropy_weight is not None
         return {**out, "loss": er_loss(reconstruction, entropy, self.entropy_weight),
                 "er_reconstruction": reconstruction.detach(), "er_entropy": entropy.detach()}
-
-
-def softmax_monitor_stats(inputs: ERInputs) -> tuple[Tensor, Tensor, int]:
-    """For the collapse monitor: the sum over the batch of the softmax of the first entropy input
-    (K,), the summed cross-entropy of the first pair (scalar), and the batch size."""
-    with torch.no_grad():
-        probs = torch.softmax(inputs.entropy[0].float(), dim=1)
-        ce = softmax_reconstruction(*inputs.pairs[0]) * probs.shape[0]
-    return probs.sum(dim=0), ce, int(probs.shape[0])

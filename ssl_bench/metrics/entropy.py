@@ -221,3 +221,13 @@ def softmax_reconstruction(logits: Tensor, target: Tensor) -> Tensor:
         raise ValueError(f"logits and target must both be (N, K), got {tuple(logits.shape)} and {tuple(target.shape)}")
     log_q = torch.log_softmax(_as_float(logits), dim=1)
     return -(_as_float(target) * log_q).sum(dim=1).mean()
+
+
+def softmax_window_sums(entropy_logits: Tensor, pair: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, int]:
+    """A batch's share of the collapse monitor's softmax window: the sum over the batch of
+    ``softmax(entropy_logits)`` (K,), the summed cross-entropy of ``pair`` (prediction logits, target
+    probabilities; ``softmax_reconstruction``) as a scalar, and the batch size. No gradient."""
+    with torch.no_grad():
+        probs = torch.softmax(_as_float(entropy_logits), dim=1)
+        ce = softmax_reconstruction(*pair) * probs.shape[0]
+    return probs.sum(dim=0), ce, int(probs.shape[0])
