@@ -23,7 +23,8 @@ import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import Logger
 
-from .checkpointing import AtomicCheckpointIO, LastCheckpoint, RunCSVLogger
+from . import run_dir as rd
+from .checkpointing import CKPT_META, AtomicCheckpointIO, LastCheckpoint, RunCSVLogger
 from .config import DERIVED, RUN_DEFAULTS, check_kwargs, check_run, check_types, init_parameters, plain, resolve_class
 from .data import SSLDataModule
 from .data.sources import KNOWN_DATASETS
@@ -107,6 +108,7 @@ def check_model_input(model: BaseMethod, dm: SSLDataModule) -> None:
     images), the BatchNorm / batch size 1 mismatch and evaluations that need two classes, before
     anything is written."""
     size = dm.image_size
+    dm.check_evaluations(model.hparams.knn, model.hparams.linear_probe)  # a val split to score them on
     if dm.num_classes < 2 and (model.hparams.knn or model.hparams.linear_probe):
         raise ConfigError(f"data.dataset {dm.hparams.dataset} has {dm.num_classes} class: k-NN and the linear probe "
                           f"score against the classes and need at least 2; add classes, or pretrain without them "
@@ -230,6 +232,46 @@ def _with_timeout(strategy: Any, trainer: pl.Trainer, timeout: timedelta) -> Any
 
 def method_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def method_label(cls: type) -> str:
+    """The registered name of a method class (``simclr``), else its import path."""
+    return next((name for name, registered in METHODS.items() if registered is cls), method_path(cls))
+
+
+def load_method_checkpoint(path: str | Path, what: str, model_cfg: dict[str, Any] | None = None,
+                           asked_from: str = "", blob: dict[str, Any] | None = None) -> BaseMethod:
+    """The method a pretraining checkpoint holds: the one way ``eval`` and ``scan`` load one.
+
+    The class is the path ``LastCheckpoint`` stored in the checkpoint (else, for a checkpoint written
+    without it, ``model_cfg``'s ``name``); constructor arguments added to the method since the file
+    was written take their defaults, and one that the class no longer takes is refused in one line.
+    With ``model_cfg``, a checkpoint of another method or backbone than it asks for is refused in one
+    line naming both (``asked_from`` says where the ask came from). ``blob``: the file, if already read."""
+    blob = rd.load_lightning_checkpoint(path, what) if blob is None else blob
+    hparams = dict(blob.get("hyper_parameters") or {})
+    asked = resolve_class(str(model_cfg["name"]), METHODS, BaseMethod, "method") if model_cfg else None
+    stored = (blob.get(CKPT_META) or {}).get("method")
+    cls = resolve_class(stored, METHODS, BaseMethod, "method") if stored else asked
+    if cls is None:
+        raise ConfigError(f"{what}: {path} does not record its method; pass --config with the model.name it was "
+                          f"trained with")
+    params = init_parameters(cls)
+    if asked is not None:
+        asked_backbone = model_cfg.get("backbone", init_parameters(asked)["backbone"].default)  # type: ignore[union-attr]
+        held_backbone = hparams.get("backbone", params["backbone"].default)
+        if cls is not asked or held_backbone != asked_backbone:
+            raise ConfigError(f"checkpoint {path} holds {method_label(cls)} with backbone {held_backbone}; "
+                              f"{asked_from or 'the config'} asks for {model_cfg['name']} with backbone "  # type: ignore[index]
+                              f"{asked_backbone}")
+    removed = sorted(set(hparams) - set(params))
+    if removed:
+        raise ConfigError(f"{what}: {path} holds {method_label(cls)} with argument(s) {', '.join(removed)} that "
+                          f"{cls.__name__} no longer takes; read it with the ssl-bench version that wrote it")
+    model = cls(**hparams)  # arguments added since the checkpoint was written: their defaults
+    model.on_load_checkpoint(blob)
+    model.load_state_dict(blob["state_dict"])
+    return model
 
 
 def full_config(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

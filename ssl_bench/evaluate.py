@@ -28,16 +28,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import dump_config, init_parameters, load_config, plain, resolve_class
+from .config import dump_config, load_config, plain
 from .data.recipes import view_augment
 from .data.tree_images import close as close_images, embed_images, hold_or_stream
 from .errors import ConfigError
 from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
                        extract_split)
 from .label_subset import balanced_label_subset, read_label_indices
-from .methods import METHODS, BaseMethod
+from .methods import BaseMethod
 from .metrics import knn_accuracy, weighted_knn_predict
-from .build import build_datamodule, build_method
+from .build import build_datamodule, build_method, load_method_checkpoint
+from . import run_dir as rd
 from .run_dir import load_lightning_checkpoint, write_atomic
 from .supervised import fit_classifier, train_linear
 
@@ -118,41 +119,6 @@ def label_indices(train_labels: Tensor, fraction: float | None, indices_file: st
 
 
 # ----------------------------------------------------------------------------- models
-def identify_method(hparams: dict[str, Any]) -> str | None:
-    """The registered method whose constructor takes exactly the checkpoint's hyperparameters."""
-    for name, cls in METHODS.items():
-        if set(init_parameters(cls)) == set(hparams):
-            return name
-    return None
-
-
-def check_checkpoint_matches(ckpt: Path, hparams: dict[str, Any], model_cfg: dict[str, Any], asked_from: str) -> None:
-    """One line if the checkpoint holds another method or backbone than the config asks for."""
-    asked_cls = resolve_class(str(model_cfg.get("name")), METHODS, BaseMethod, "method")
-    asked_backbone = model_cfg.get("backbone", init_parameters(asked_cls)["backbone"].default)
-    held_method = identify_method(hparams)
-    method_ok = set(init_parameters(asked_cls)) == set(hparams)
-    backbone_ok = hparams.get("backbone") == asked_backbone
-    if method_ok and backbone_ok:
-        return
-    held = held_method or "a method that is not registered"
-    raise ConfigError(f"checkpoint {ckpt} holds {held} with backbone {hparams.get('backbone')}; "
-                      f"{asked_from} asks for {model_cfg.get('name')} with backbone {asked_backbone}")
-
-
-def load_checkpoint_model(ckpt: Path, model_cfg: dict[str, Any], asked_from: str,
-                          blob: dict[str, Any] | None = None) -> BaseMethod:
-    """The checkpoint's method (``blob``: the checkpoint already loaded, if it was)."""
-    if blob is None:
-        blob = load_lightning_checkpoint(ckpt, "eval checkpoint")  # pickled objects or a broken file: one line
-    hparams = blob.get("hyper_parameters") or {}
-    check_checkpoint_matches(ckpt, hparams, model_cfg, asked_from)
-    cls = resolve_class(str(model_cfg["name"]), METHODS, BaseMethod, "method")
-    model = cls(**hparams)
-    model.load_state_dict(blob["state_dict"])
-    return model
-
-
 def random_init_model(cfg: dict[str, dict[str, Any]], num_classes: int) -> BaseMethod:
     """The config's method and backbone, seeded like ``pretrain`` seeds it, before any training."""
     import pytorch_lightning as pl
@@ -243,8 +209,8 @@ class EvalTarget:
             if self.random_init:
                 self._model = random_init_model(self.cfg, self.dm.num_classes)
             else:
-                self._model = load_checkpoint_model(self.ckpt, self.cfg["model"], f"config {self.config_path}",  # type: ignore[arg-type]
-                                                    self._ckpt_blob)
+                self._model = load_method_checkpoint(self.ckpt, "eval checkpoint", self.cfg["model"],  # type: ignore[arg-type]
+                                                     f"config {self.config_path}", self._ckpt_blob)
                 self._ckpt_blob = None  # the model holds the weights now
         return self._model
 
@@ -256,7 +222,7 @@ class EvalTarget:
     def features(self) -> tuple[FeatureSet, bool]:
         if not self.random_init:
             self.model()  # the mismatch check comes before any extraction
-        return cached_features(self.results_dir / "features", self.source(), self.cfg["data"],
+        return cached_features(self.results_dir / rd.FEATURES, self.source(), self.cfg["data"],
                                lambda: extract(self.model(), self.dm))
 
     def data_record(self) -> dict[str, Any]:
@@ -319,7 +285,7 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
               "labelled_size": len(train_y) if idx is None else len(idx), "val_size": len(val_y),
               "labelled_digest": None if idx is None else hashlib.sha1(idx.cpu().numpy().tobytes()).hexdigest()[:16],
               "features_cached": cached, f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
-    out = target.results_dir / "evals" / f"{result_name(settings)}.json"
+    out = target.results_dir / rd.EVALS / f"{result_name(settings)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if random_init and not (target.results_dir / "config.yaml").is_file():
         dump_config(target.cfg, target.results_dir / "config.yaml")

@@ -33,8 +33,12 @@ from .errors import ConfigError
 CONFIG, METRICS, HPARAMS, SUMMARY = "config.yaml", "metrics.csv", "hparams.yaml", "summary.json"
 PREVIOUS_SUMMARY = "summary.previous.json"  # the summary of a finished run while it is being extended
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
-#: the files a pretraining run writes (``run.overwrite`` deletes exactly these, plus eval_*.json)
+#: the files a pretraining run writes
 RUN_FILES = (CONFIG, METRICS, HPARAMS, SUMMARY, PREVIOUS_SUMMARY, str(CHECKPOINT))
+#: what is computed from a run's checkpoint: ``ssl-bench eval`` results, cached features, SCAN's
+#: output and the sweep's offline evaluation (``run.overwrite`` deletes them with the run files)
+EVALS, FEATURES, SCAN, OFFLINE_EVAL = "evals", "features", "scan", "offline_eval.json"
+DERIVED_ARTEFACTS = (EVALS, FEATURES, SCAN, OFFLINE_EVAL)
 
 
 class RunState(str, Enum):
@@ -88,19 +92,20 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def clear_run(run_dir: str | os.PathLike) -> list[str]:
-    """Delete the files of an earlier run (``run.overwrite``): ``RUN_FILES``, ``last.ckpt.tmp`` and
-    ``eval_*.json`` (they describe the deleted checkpoint). Other files are left alone.
-    Returns the names deleted."""
+    """Delete an earlier run (``run.overwrite``): ``RUN_FILES``, ``last.ckpt.tmp``, everything computed
+    from its checkpoint (``DERIVED_ARTEFACTS``: evaluations, feature caches, SCAN, the sweep's offline
+    evaluation, and the ``eval_*.json`` of older versions) and its W&B files. Other files are left
+    alone. Returns the names deleted."""
     d = Path(run_dir)
     removed = []
-    for path in [*(d / f for f in RUN_FILES), d / (str(CHECKPOINT) + ".tmp"), *d.glob("eval_*.json")]:
-        if path.is_file():
+    for path in [*(d / f for f in RUN_FILES), d / (str(CHECKPOINT) + ".tmp"), *d.glob("eval_*.json"),
+                 *(d / name for name in (*DERIVED_ARTEFACTS, "wandb"))]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            removed.append(f"{path.relative_to(d)}/")
+        elif path.is_file() or path.is_symlink():
             path.unlink()
             removed.append(str(path.relative_to(d)))
-    wandb_dir = d / "wandb"
-    if wandb_dir.is_dir():  # the earlier run's W&B files would otherwise be mixed with the new run's
-        shutil.rmtree(wandb_dir)
-        removed.append("wandb/")
     return removed
 
 

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import losses
-from .config import check_kwargs, check_types, load_config, read_yaml_file, resolve_class
+from .config import check_kwargs, check_types, load_config, read_yaml_file
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import view_augment
 from .data.tree_images import (Images, close as close_images, embed_images, hold_or_stream, how_held, image_batches,
@@ -57,8 +57,9 @@ from .data.tree_images import (Images, close as close_images, embed_images, hold
 from .errors import ConfigError, did_you_mean
 from .features import embed  # noqa: F401 (scan.embed: features of a uint8 tensor, as before)
 from .metrics.clustering import clustering_metrics
-from .methods import METHODS, BaseMethod
-from .build import build_datamodule
+from .methods import BaseMethod
+from .build import build_datamodule, load_method_checkpoint
+from . import run_dir as rd
 from .run_dir import load_checkpoint_file, load_lightning_checkpoint, write_atomic
 
 
@@ -147,8 +148,8 @@ class ClusterModel(nn.Module):
 # --------------------------------------------------------------------------- loading and features
 
 def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]:
-    """The method of a pretraining checkpoint (``run_dir.load_checkpoint_file``: plain tensors only),
-    its run config and run dir."""
+    """The method of a pretraining checkpoint (``build.load_method_checkpoint``, the one loader), its
+    run config and run dir (the checkpoint's ``checkpoints/`` parent)."""
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint not found: {ckpt}")
@@ -157,11 +158,7 @@ def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt})")
     cfg = load_config(run_dir / "config.yaml")
-    cls = resolve_class(str(cfg["model"]["name"]), METHODS, BaseMethod, "method")
-    # what LightningModule.load_from_checkpoint does, on the safely loaded dict
-    model = cls(**(blob.get("hyper_parameters") or {}))
-    model.on_load_checkpoint(blob)
-    model.load_state_dict(blob["state_dict"])
+    model = load_method_checkpoint(ckpt, "scan checkpoint", cfg["model"], f"{run_dir / 'config.yaml'}", blob)
     return model, cfg, run_dir
 
 
@@ -330,7 +327,7 @@ def predict(model: ClusterModel, head: int, images: Images, normalise) -> Tensor
 def output_dir(run_dir: Path, out: str | Path | None, overwrite: bool) -> Path:
     """``out`` or ``<run dir>/scan``; refuses a directory that already holds a finished result
     unless ``overwrite`` (a cached ``neighbors.pt`` from an interrupted run is reused)."""
-    path = Path(out) if out is not None else run_dir / "scan"
+    path = Path(out) if out is not None else run_dir / rd.SCAN
     if (path / "summary.json").is_file() and not overwrite:
         raise ConfigError(f"{path} already holds a SCAN result (summary.json); pass --out DIR for a new "
                           f"directory or --overwrite to replace it")

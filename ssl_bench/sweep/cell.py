@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..run_dir import OFFLINE_EVAL, write_atomic
 from .run_state import FINISHED, INTERRUPTED, last_checkpoint, run_state
 
 OK, FAILED = "finished", "failed"
@@ -98,7 +99,7 @@ def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], ra
     target.run_dir = run_dir
     grid = evaluate_grid(target, list(settings.get("knn_k") or []), list(settings.get("knn_t") or [0.07]),
                          settings.get("linear_epochs"), list(settings.get("label_fractions") or []))
-    (run_dir / "offline_eval.json").write_text(json.dumps(grid, indent=2))
+    write_atomic(run_dir / OFFLINE_EVAL, json.dumps(grid, indent=2))
     if random_init:
         params = init_parameters(BaseMethod)
         k = target.cfg["model"].get("knn_k", params["knn_k"].default)
@@ -164,9 +165,9 @@ def _run_locked_cell(sweep_dir: str | Path, cell: str, attempt: str) -> dict[str
                 with cell_env(wandb_run) if wandb_run else contextlib.nullcontext():  # pretrain logs it live
                     _pretrain(paths["config"])
             if settings or random_init:
-                if random_init or not (run_dir / "offline_eval.json").is_file():
+                if random_init or not (run_dir / OFFLINE_EVAL).is_file():
                     _offline_eval(run_dir, paths["config"], settings, random_init)
-            if wandb_run and (random_init or (run_dir / "offline_eval.json").is_file()):
+            if wandb_run and (random_init or (run_dir / OFFLINE_EVAL).is_file()):
                 from .wandb_log import log_cell_results
 
                 log_cell_results(sweep_dir, cell, run_dir)  # into the same W&B run, resumed by id

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ..run_dir import OFFLINE_EVAL
 from .cell import FAILED, read_record
 from .run_state import FINISHED, INTERRUPTED, run_state
 from .spec import BASELINE
@@ -173,7 +174,7 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
         for key, value in {**summary.get("all_metrics", {}), **summary}.items():
             if key not in SKIP_SUMMARY and (value is None or isinstance(value, (int, float))):
                 row[key] = value
-        row.update(read_json(run_dir / "offline_eval.json"))
+        row.update(read_json(run_dir / OFFLINE_EVAL))
         rows.append(row)
     return rows
 

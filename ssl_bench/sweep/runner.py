@@ -30,6 +30,7 @@ from typing import Any
 from .. import locking
 from ..config import dump_config
 from ..errors import ConfigError
+from ..run_dir import OFFLINE_EVAL
 from .cell import FAILED, OK, PARENT_PID_ENV, read_record, sweep_paths, write_record
 from .run_state import FINISHED, INTERRUPTED, run_state
 from .progress import Progress
@@ -44,7 +45,7 @@ def cell_plan(spec: Spec) -> list[tuple[Cell, str]]:
         run_dir = spec.dir / cell.name
         state = run_state(run_dir)
         record = read_record(spec.dir, cell.name) or {}
-        if state == FINISHED and (not evaluating or (run_dir / "offline_eval.json").is_file()):
+        if state == FINISHED and (not evaluating or (run_dir / OFFLINE_EVAL).is_file()):
             action = "done"
         elif state == FINISHED:
             action = "evaluate"

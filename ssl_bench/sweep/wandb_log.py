@@ -41,6 +41,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from ..run_dir import OFFLINE_EVAL
+
 BASELINE_PREFIX = "random_init-"  # spec.BASELINE cells: evaluated untrained, never pretrained
 REPLAYED = "replayed_from_files"
 
@@ -123,7 +125,7 @@ def log_cell_results(sweep_dir: str | Path, cell: str, run_dir: str | Path) -> b
                          settings=wandb.Settings(silent=True, init_timeout=60), reinit="finish_previous")
         try:
             run.config.update(cfg, allow_val_change=True)
-            run.summary.update({**summary, **_read_json(run_dir / "offline_eval.json"), "cell": cell,
+            run.summary.update({**summary, **_read_json(run_dir / OFFLINE_EVAL), "cell": cell,
                                 "seed": (cfg.get("run") or {}).get("seed")})
         finally:
             run.finish()
