@@ -28,6 +28,7 @@ from .checkpointing import CKPT_META, AtomicCheckpointIO, LastCheckpoint, RunCSV
 from .config import DERIVED, RUN_DEFAULTS, check_kwargs, check_run, check_types, init_parameters, plain, resolve_class
 from .data import SSLDataModule
 from .data.sources import KNOWN_DATASETS
+from .data.train_data import TrainData
 from .errors import ConfigError, did_you_mean
 from .methods import METHODS, BaseMethod
 from .optim import TrainingSchedule, scaled_lr
@@ -346,10 +347,23 @@ def derive_schedule(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) -
     )
 
 
+def untrained_method(model_cfg: dict[str, Any], dm: SSLDataModule, seed: int) -> BaseMethod:
+    """The random-init baseline: the config's method, seeded as ``pretrain`` seeds it (so its initial
+    weights are those the run starts from), handed its training data's facts, never trained."""
+    pl.seed_everything(int(seed), workers=True, verbose=False)
+    model = build_method(model_cfg, dm.num_classes)
+    model.attach_data(TrainData.of(dm))
+    return model
+
+
 def schedule_model(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) -> TrainingSchedule:
-    """Derive the schedule and hand it to the method (what every fit built here does before ``fit``)."""
+    """What every fit does before ``trainer.fit``: derive the schedule and hand it to the method, hand
+    the method the training data's facts it declared a need for (``BaseMethod.attach_data``), and tell
+    the data module whether the method's batches carry sample indices (``needs_sample_indices``)."""
     schedule = derive_schedule(model, dm, trainer)
     model.set_schedule(schedule)
+    dm.sample_indices = bool(type(model).needs_sample_indices)
+    model.attach_data(TrainData.of(dm))
     return schedule
 
 

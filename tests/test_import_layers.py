@@ -140,3 +140,14 @@ def test_the_graph_sees_deferred_and_relative_imports():
     assert "ssl_bench.pretrain" in GRAPH["ssl_bench.sweep.cell"]
     assert "ssl_bench.errors" in GRAPH["ssl_bench.config"]
     assert "ssl_bench.supervised" in GRAPH["ssl_bench.methods.paws"]
+
+
+def test_methods_and_callbacks_do_not_reach_into_the_data_module():
+    """A method declares what it needs from the data (``BaseMethod.attach_data``, ``needs_sample_indices``)
+    and is handed it by the build layer; nothing under methods/ or callbacks/ reads ``.datamodule``."""
+    reaching = sorted(f"{name}:{node.lineno}" for name, path in MODULES.items()
+                      if name.startswith(("ssl_bench.methods", "ssl_bench.callbacks"))
+                      for node in ast.walk(ast.parse(path.read_text()))
+                      if (isinstance(node, ast.Attribute) and node.attr == "datamodule")
+                      or (isinstance(node, ast.Constant) and node.value == "datamodule"))
+    assert not reaching, reaching

@@ -39,7 +39,7 @@ import json
 import pytest
 
 from ssl_bench.config import load_config
-from ssl_bench.build import build_datamodule, build_method, build_trainer
+from ssl_bench.build import build_datamodule, build_trainer, untrained_method
 from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
@@ -90,10 +90,8 @@ def random_init_knn(method: str, tmp_path, seed: int | None = None) -> float:
 
 def untrained_knn(cfg: dict, tmp_path) -> float:
     """k-NN top-1 of the network ``cfg`` builds, before any training (same seed, same data)."""
-    import pytorch_lightning as pl
-    pl.seed_everything(cfg["run"]["seed"], verbose=False)
     dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
-    model = build_method(cfg["model"], dm.num_classes)
+    model = untrained_method(cfg["model"], dm, cfg["run"]["seed"])
     trainer = build_trainer(cfg["trainer"], tmp_path / "baseline", loggers=[])
     trainer.validate(model, datamodule=dm, verbose=False)
     return float(trainer.callback_metrics["val_knn_top1"])

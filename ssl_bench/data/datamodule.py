@@ -223,6 +223,8 @@ class SSLDataModule(pl.LightningDataModule):
         if in_memory_device != "auto":
             torch.device(in_memory_device)  # raises on a malformed device string
         self.save_hyperparameters()
+        #: training batches carry sample indices: set by the build layer from the method's declaration
+        self.sample_indices = False
         self._source: Source | None = None
         self._recipe: MultiViewRecipe | None = None
         self._splits: dict[str, Split] = {}
@@ -357,12 +359,10 @@ class SSLDataModule(pl.LightningDataModule):
         _ = self.source
 
     def setup(self, stage: str | None = None) -> None:
-        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        if model is not None and stage in (None, "fit"):  # the first point the data module sees the model
-            hp = getattr(model, "hparams", {})
-            self.check_evaluations(bool(hp.get("knn", False)), bool(hp.get("linear_probe", False)))
-            if not self.has_val:  # nothing to validate: the trainer skips validation (and Lightning's
-                self.trainer.limit_val_batches = 0  # warning about an empty val_dataloader)
+        if self.trainer is not None and stage in (None, "fit") and not self.has_val:
+            # nothing to validate (the build layer refused k-NN / probe without a val split): the trainer
+            # skips validation, and Lightning's warning about an empty val_dataloader
+            self.trainer.limit_val_batches = 0
         device = self.storage_device()
         if self._splits and self._splits_device == device:
             return
@@ -399,9 +399,9 @@ class SSLDataModule(pl.LightningDataModule):
         return (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
 
     def _wants_indices(self) -> bool:
-        """The sample-index batch contract: the model being trained asks through its class attribute."""
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        return bool(getattr(model, "needs_sample_indices", False))
+        """The sample-index batch contract: set by the build layer from the method's declared
+        ``needs_sample_indices`` (``build.prepare_fit``)."""
+        return self.sample_indices
 
     def _loader_kwargs(self, split: Split) -> dict[str, Any]:
         on_cpu = split.images is None or split.images.device.type == "cpu"

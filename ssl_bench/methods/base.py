@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..backbones import build_backbone
+from ..data.train_data import TrainData
 from ..distributed import gather_no_grad, gather_with_grad
 from ..errors import DivergenceError
 from ..optim import TrainingSchedule, build_optimizer, parameter_groups, warmup_cosine_scheduler
@@ -180,6 +181,12 @@ class BaseMethod(pl.LightningModule):
             raise DivergenceError(
                 f"loss became NaN/inf by step {self.global_step} (epoch {self.current_epoch}); "
                 "try a lower lr or more warmup")
+
+    # ----------------------------------------------------------------------------- what it is handed
+    def attach_data(self, data: TrainData) -> None:
+        """What the method needs from its training data (``TrainData``), handed over by the build layer
+        before ``fit`` (``build.prepare_fit``), before a checkpoint is restored. Default: nothing.
+        Override it rather than reading ``trainer.datamodule``."""
 
     # ----------------------------------------------------------------------------- optimisation
     def set_schedule(self, schedule: TrainingSchedule) -> None:

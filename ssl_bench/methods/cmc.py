@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from .base import BaseMethod, SSLOutput
 from .heads import mlp
 from .queue import FeatureQueue
+from ..data.train_data import TrainData
 
 #: Lab channels of each named view (Sec. 4.1: L and ab on ImageNet; "rgb" is the image itself)
 VIEW_CHANNELS: dict[str, tuple[int, ...]] = {"L": (0,), "ab": (1, 2), "a": (1,), "b": (2,), "Lab": (0, 1, 2)}
@@ -97,12 +98,10 @@ class CMC(BaseMethod):
             mlp(d, proj_hidden_dim, proj_dim) if proj_hidden_dim else nn.Linear(d, proj_dim) for d in self.backbone.dims])
         self.queues = nn.ModuleList([FeatureQueue(queue_size, proj_dim) for _ in views] if queue_size else [])
 
-    def setup(self, stage: str) -> None:
-        """Un-normalise with the data's own mean and std."""
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "mean"):
-            self.backbone.rgb_mean.copy_(torch.tensor(dm.mean).view(1, 3, 1, 1))
-            self.backbone.rgb_std.copy_(torch.tensor(dm.std).view(1, 3, 1, 1))
+    def attach_data(self, data: TrainData) -> None:
+        """Un-normalise with the data's own mean and std (the colour-space split needs RGB in [0, 1])."""
+        self.backbone.rgb_mean.copy_(torch.tensor(data.mean).view(1, 3, 1, 1))
+        self.backbone.rgb_std.copy_(torch.tensor(data.std).view(1, 3, 1, 1))
 
     def compute_ssl_loss(self, views: list[Tensor]) -> tuple[list[Tensor], SSLOutput]:
         """Each CMC view from its crop; the features handed on (probe) are the concatenation."""

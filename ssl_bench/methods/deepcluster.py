@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from .base import BaseMethod
 from .heads import mlp
 from .kmeans import spherical_kmeans
+from ..data.train_data import TrainData
 
 
 class MemoryBank(nn.Module):
@@ -89,12 +90,9 @@ class DeepClusterV2(BaseMethod):
         self.memory = MemoryBank(self.num_global_views, proj_dim, len(num_prototypes))
         self._indices: Tensor | None = None
 
-    def setup(self, stage: str) -> None:
+    def attach_data(self, data: TrainData) -> None:
         """Size the bank to the training split (before a checkpoint is restored into it)."""
-        dm = getattr(self.trainer, "datamodule", None)
-        if stage != "fit" or dm is None:
-            return
-        n = int(dm.num_train_samples)
+        n = data.num_samples
         if max(self.hparams.num_prototypes) > n:
             raise ConfigError(f"model.num_prototypes {list(self.hparams.num_prototypes)} exceeds the {n} training samples")
         self.memory.resize_(n)

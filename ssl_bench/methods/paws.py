@@ -13,6 +13,7 @@ from ..distributed import gather_no_grad, gather_uneven, rank
 from ..errors import ConfigError
 from .base import BaseMethod
 from .heads import mlp
+from ..data.train_data import TrainData
 
 
 class PAWS(BaseMethod):
@@ -57,18 +58,16 @@ class PAWS(BaseMethod):
         self._val: list[tuple[Tensor, Tensor, Tensor]] = []
 
     # ------------------------------------------------------------------ the labelled subset
-    def setup(self, stage: str) -> None:
-        """Take the labelled subset from the data module's train split (in-memory datasets)."""
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or self.labelled_images is not None:
+    def attach_data(self, data: TrainData) -> None:
+        """Take the labelled subset from the training split (in-memory datasets)."""
+        if self.labelled_images is not None:
             return
-        train = dm.source.train
+        train = data.train
         if not train.in_memory:
-            raise ConfigError(f"PAWS holds its labelled subset in memory; {dm.hparams.dataset} is read from files")
+            raise ConfigError(f"PAWS holds its labelled subset in memory; {data.dataset} is read from files")
         hp = self.hparams
         idx = labelled_indices(train.labels, hp.label_fraction, hp.label_indices, hp.label_seed)
-        self.set_labelled(train.images[idx], train.labels[idx], dm.recipe.views[: hp.support_views],
-                          dm.eval_batch_transform)
+        self.set_labelled(train.images[idx], train.labels[idx], data.views[: hp.support_views], data.normalise)
 
     def set_labelled(self, images: Tensor, labels: Tensor, views, normalise) -> None:
         """Install a labelled subset (uint8 images, labels), the support views' augmentations and
