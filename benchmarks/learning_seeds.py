@@ -1,7 +1,7 @@
 """The learning tests' settings over several seeds: the README's k-NN ranges and the ER table.
 
-Runs ``pretrain`` with each learning-test module's own config function (``tests/test_learning*.py``)
-for every method and seed, plus the random-init baseline of each seed (and CMC's own, which has two
+Runs ``pretrain`` with the learning tests' config of every method and variant
+(``configs/cifar10-tiny/<row>.yaml``, the files ``tests/test_learning*.py`` read) for every seed, plus the random-init baseline of each seed (and CMC's own, which has two
 encoders), and writes one JSON file per run to ``--out`` (existing ones are reused, so an interrupted
 run continues) and a markdown table to stdout. CI runs seed 0 of every method; this script is how
 the other seeds are measured.
@@ -12,33 +12,39 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ssl_bench.build import build_datamodule, build_trainer, untrained_method
+from ssl_bench.config import load_config
+from ssl_bench.pretrain import pretrain
 
-from test_learning import METHOD_ARGS, config, untrained_knn  # noqa: E402
-from test_learning_er import er_config  # noqa: E402
-from test_learning_zoo1 import ASSERTED as ZOO1, zoo_config  # noqa: E402
-from test_learning_zoo2 import METHOD_ARGS as ZOO2_ARGS, zoo2_config  # noqa: E402
+TINY = Path(__file__).resolve().parents[1] / "configs" / "cifar10-tiny"
+SKIP = {"paws"}  # semi-supervised, measured against supervised-only by benchmarks/scan_paws.py
 
-from ssl_bench.pretrain import pretrain  # noqa: E402
 
-ER_METHODS = ["byol", "simsiam", "dino", "swav"]
+def row_config(row: str, folder: Path, seed: int, name: str) -> dict:
+    """``configs/cifar10-tiny/<row>.yaml`` (what the learning test of ``row`` runs) in ``folder``."""
+    cfg = load_config(TINY / f"{row}.yaml")
+    cfg["run"].update(seed=seed, dir=str(folder), name=name)
+    return cfg
 
 
 def run_configs(folder: Path, seed: int) -> dict[str, dict]:
     """Every row of the table: its name and the run config the learning tests use."""
-    rows = {m: config(m, folder, seed=seed) for m in METHOD_ARGS}
-    rows.update({m: zoo_config(m, folder, seed=seed) for m in ZOO1})
-    rows.update({m: zoo2_config(m, folder, seed=seed) for m in ZOO2_ARGS})
-    rows.update({f"{m}_er": er_config(m, folder, seed=seed) for m in ER_METHODS})
-    for name, cfg in rows.items():
-        cfg["run"]["name"] = f"{name}-s{seed}"
-    return rows
+    rows = sorted(p.stem for p in TINY.glob("*.yaml") if p.stem not in SKIP)
+    return {row: row_config(row, folder, seed, f"{row}-s{seed}") for row in rows}
+
+
+def untrained_knn(cfg: dict, folder: Path) -> float:
+    """k-NN top-1 of the config's network at random initialisation (``build.untrained_method``)."""
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
+    model = untrained_method(cfg["model"], dm, cfg["run"]["seed"])
+    trainer = build_trainer(cfg["trainer"], folder / "baseline", loggers=[])
+    trainer.validate(model, datamodule=dm, verbose=False)
+    return float(trainer.callback_metrics["val_knn_top1"])
 
 
 def measure(name: str, cfg: dict, folder: Path, out: Path) -> dict:
@@ -70,10 +76,8 @@ def main() -> None:
     table: dict[str, dict[int, float]] = {}
     for seed in args.seeds:
         rows = run_configs(folder, seed)
-        baselines = {"random_init": config("simclr", folder, seed=seed),
-                     "random_init_cmc": zoo_config("cmc", folder, seed=seed)}
-        for name, cfg in baselines.items():
-            cfg["run"]["name"] = f"{name}-s{seed}"
+        baselines = {"random_init": row_config("simclr", folder, seed, f"random_init-s{seed}"),
+                     "random_init_cmc": row_config("cmc", folder, seed, f"random_init_cmc-s{seed}")}
         for name, cfg in {**baselines, **rows}.items():
             if args.only is None or name in args.only or name.startswith("random_init"):
                 table.setdefault(name, {})[seed] = measure(name, cfg, folder, args.out)["val_knn_top1"]

@@ -8,7 +8,7 @@ that same recipe. Writes ``<out>/results.json`` and prints a
 table. Runs that already have a summary.json in ``<out>`` are reused.
 
     OMP_NUM_THREADS=1 python benchmarks/scan_paws.py --seeds 0 1 2 --out runs/bench-scan-paws [--parts scan paws]
-        [--paws-args '{"support_per_class": 4}']   (replaces entries of the test's PAWS_ARGS; use its own --out)
+        [--paws-args '{"support_per_class": 4}']   (replaces model arguments of configs/cifar10-tiny/paws.yaml; use its own --out)
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-scan-paws")
     parser.add_argument("--parts", nargs="+", choices=["scan", "paws"], default=["scan", "paws"])
     parser.add_argument("--paws-args", type=json.loads, default={},
-                        help="JSON object of PAWS method arguments replacing the test's PAWS_ARGS")
+                        help="JSON object of PAWS model arguments replacing those of configs/cifar10-tiny/paws.yaml")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def repo() -> Path:
 def baseline(tmp_path_factory) -> float:
     """k-NN top-1 of the learning tests' tiny CNN at random initialisation (seed 0): computed once per
     session and shared by every tests/test_learning*.py module."""
-    from test_learning import random_init_knn
+    from learning_configs import random_init_knn
 
     return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
 

@@ -1,4 +1,6 @@
 """Config loading, overrides and one-line errors."""
+from pathlib import Path
+
 import pytest
 
 from ssl_bench.config import apply_overrides, check_kwargs, load_config, resolve_class
@@ -55,3 +57,16 @@ def test_check_kwargs_sees_base_parameters_and_types():
         check_kwargs(SimCLR, {"lr": "fast"}, "model")
     with pytest.raises(ConfigError, match="model.linear_probe must be bool"):
         check_kwargs(SimCLR, {"linear_probe": 1}, "model")
+
+
+RUN_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml")
+                     if p.parent.name not in ("sweeps", "scan"))  # sweep specs and SCAN jobs have their own tests
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_method_config_is_complete_and_checks_out(path):
+    """Every config under configs/<family>/ loads and passes the checks pretrain runs before reading
+    data (keys, types, method name, trainer limits); the learning tests' configs/cifar10-tiny/ too."""
+    from ssl_bench.build import full_config
+
+    full_config(load_config(path))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from test_learning import config
+from learning_configs import learning_config
 
 from ssl_bench.build import build_datamodule, build_method, build_trainer
 from ssl_bench.pretrain import pretrain
@@ -59,7 +59,7 @@ def write_tree(root: Path, per_class: int = PER_CLASS) -> Path:
 
 
 def tree_config(pipeline: str, root: Path, run_dir: Path, seed: int = 0) -> dict:
-    cfg = config("simclr", run_dir, pipeline=pipeline, seed=seed, epochs=EPOCHS)
+    cfg = learning_config("simclr", run_dir, seed=seed, pipeline=pipeline, epochs=EPOCHS)
     cfg["data"].update(dataset="folder", root=str(root), image_size=32, num_workers=2, train_subset=None,
                        val_subset=None, eval_train_subset=None)
     return cfg

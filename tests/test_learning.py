@@ -17,8 +17,8 @@ configs/cifar10/). Each choice was measured against the one before it:
   RankMe of the embedding 11 -> 20, k-NN 34.7 -> 36.0 (seed 1, 10 epochs).
 
 Measured (k-NN top-1 %, seeds 0 / 1 / 2; the seed picks the subset, the init and the augmentation;
-seed 0 from ``pytest -s tests/test_learning.py``, seeds 1 and 2 with ``pretrain(config(m, dir, seed=s))``
-and ``random_init_knn("simclr", dir, seed=s)`` from this module):
+seed 0 from ``pytest -s tests/test_learning.py``, seeds 1 and 2 with ``benchmarks/learning_seeds.py``, which reads the same
+``configs/cifar10-tiny/<m>.yaml`` files):
     method        seed 0   seed 1   seed 2     (14 epochs; smallest gain over random init)
     random init    28.71    29.76    28.67
     SimCLR         40.08    38.60    41.66     +8.8
@@ -38,63 +38,12 @@ import json
 
 import pytest
 
-from ssl_bench.config import load_config
-from ssl_bench.build import build_datamodule, build_trainer, untrained_method
+from learning_configs import MARGIN, learning_config
 from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
-MARGIN = 4.0  # percentage points of k-NN top-1 over random init
-EPOCHS = 14
-DATA = {"dataset": "cifar10", "batch_size": 64, "num_workers": 0, "pipeline": "batched",
-        "train_subset": 4000, "val_subset": None, "eval_train_subset": 4000}
-# The learning rates below were tuned at batch 64 (when the lr was not yet scaled by the batch): they
-# are stated at a reference batch of 64, so the optimiser uses them as tuned, and the measured ranges hold.
-MODEL = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 16}, "proj_hidden_dim": 256, "proj_dim": 64,
-         "optimizer": "sgd", "warmup_epochs": 1, "monitor_every_n_steps": 10, "reference_batch_size": 64}
-METHOD_ARGS = {
-    "simclr": {"lr": 0.3, "temperature": 0.2, "weight_decay": 5e-4},
-    "byol": {"optimizer": "lars", "lr": 2.0, "pred_hidden_dim": 256, "weight_decay": 1e-5, "base_tau": 0.99},
-    "simsiam": {"lr": 0.3, "pred_hidden_dim": 64, "weight_decay": 5e-4},
-    "barlow_twins": {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-4, "scale_loss": 0.1, "lambd": 0.05},
-}
-AUGMENT = {"simclr": "simclr", "byol": "byol", "simsiam": "simclr", "barlow_twins": "byol"}
-CROP_SCALE = [0.2, 1.0]
-QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu",
-         "check_val_every_n_epoch": EPOCHS}
-
-
-def config(method: str, tmp_path, pipeline: str = "batched", seed: int | None = None,
-           method_args: dict | None = None, augment: dict | None = None, epochs: int = EPOCHS) -> dict:
-    """The test's run config; ``seed`` (default: the run default, 0) is how the table's seeds 1 and 2
-    were run. Other learning-test modules pass their own ``method_args`` (merged over ``MODEL``) and
-    ``augment`` (a recipe dict; ``crop_scale`` defaults to ``CROP_SCALE``) and may shorten ``epochs``."""
-    cfg = load_config(None)
-    if seed is not None:
-        cfg["run"]["seed"] = seed
-    args = METHOD_ARGS[method] if method_args is None else method_args
-    cfg["model"] = {"name": method, **MODEL, **args}
-    workers = 2 if pipeline == "per_image" else 0
-    recipe = {"name": AUGMENT[method]} if augment is None else dict(augment)
-    recipe.setdefault("crop_scale", CROP_SCALE)
-    cfg["data"] = {**DATA, "augment": recipe, "pipeline": pipeline, "num_workers": workers}
-    cfg["trainer"] = {"max_epochs": epochs, **QUIET, "check_val_every_n_epoch": epochs}
-    cfg["run"].update(dir=str(tmp_path), name=f"{method}-{pipeline}")
-    return cfg
-
-
-def random_init_knn(method: str, tmp_path, seed: int | None = None) -> float:
-    """k-NN top-1 of the same backbone, same seed, before any training (the honest baseline)."""
-    return untrained_knn(config(method, tmp_path, seed=seed), tmp_path)
-
-
-def untrained_knn(cfg: dict, tmp_path) -> float:
-    """k-NN top-1 of the network ``cfg`` builds, before any training (same seed, same data)."""
-    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
-    model = untrained_method(cfg["model"], dm, cfg["run"]["seed"])
-    trainer = build_trainer(cfg["trainer"], tmp_path / "baseline", loggers=[])
-    trainer.validate(model, datamodule=dm, verbose=False)
-    return float(trainer.callback_metrics["val_knn_top1"])
+METHODS = ["simclr", "byol", "simsiam", "barlow_twins"]  # settings: configs/cifar10-tiny/<method>.yaml
 
 
 _SUMMARIES: dict[tuple[str, str], dict] = {}
@@ -104,11 +53,11 @@ def pretrained(method: str, folder, pipeline: str = "batched") -> dict:
     """Pretrain once per (method, pipeline) into ``folder`` (the session's ``learning_runs``); later
     tests reuse the summary, and test_scan_paws_learning.py the SimCLR checkpoint."""
     if (method, pipeline) not in _SUMMARIES:
-        _SUMMARIES[method, pipeline] = pretrain(config(method, folder, pipeline))
+        _SUMMARIES[method, pipeline] = pretrain(learning_config(method, folder, pipeline=pipeline))
     return _SUMMARIES[method, pipeline]
 
 
-@pytest.mark.parametrize("method", list(METHOD_ARGS))
+@pytest.mark.parametrize("method", METHODS)
 def test_method_beats_random_init(method, baseline, learning_runs):
     summary = pretrained(method, learning_runs)
     print(f"\n{method}: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {baseline:.2f}%, "

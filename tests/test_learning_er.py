@@ -24,35 +24,15 @@ BYOL-ER and SimSiam-ER took 113-306 s each single-threaded on a shared machine (
 from __future__ import annotations
 
 import pytest
-from test_learning import MARGIN, METHOD_ARGS, config
-from test_learning_zoo1 import zoo_config
-from test_learning_zoo2 import zoo2_config
+from learning_configs import MARGIN, learning_config
 
 from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
-ER = {"er_entropy_weight": 1.0, "er_reconstruction": "vmf", "er_kappa": 10.0}
-# softmax heads (DINO, SwAV): cross-entropy reconstruction, entropy of the batch-mean softmax
-ER_SOFTMAX = {"er_entropy_weight": 1.0, "er_reconstruction": "cross_entropy"}
-EPOCHS = 10
-
-
-def er_config(method: str, tmp_path, seed: int | None = None) -> dict:
-    """The method's learning-test settings (its own module's) with ER switched on, 10 epochs."""
-    if method == "dino":
-        cfg = zoo2_config(method, tmp_path, seed=seed, **ER_SOFTMAX)
-    elif method == "swav":
-        cfg = zoo_config(method, tmp_path, seed=seed, **ER_SOFTMAX)
-    else:
-        cfg = config(method, tmp_path, seed=seed, method_args={**METHOD_ARGS[method], **ER}, epochs=EPOCHS)
-    cfg["trainer"].update(max_epochs=EPOCHS, check_val_every_n_epoch=EPOCHS)
-    return cfg
-
-
 @pytest.mark.parametrize("method", ["byol", "simsiam", "dino", "swav"])
 def test_er_variant_beats_random_init(method, baseline, tmp_path):
-    summary = pretrain(er_config(method, tmp_path))
+    summary = pretrain(learning_config(f"{method}_er", tmp_path))  # configs/cifar10-tiny/<method>_er.yaml
     print(f"\n{method}-ER: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {baseline:.2f}%, "
           f"entropy {summary['entropy']:.2f}, rankme {summary['rankme']:.1f}")
     assert summary["val_knn_top1"] > baseline + MARGIN

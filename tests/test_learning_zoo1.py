@@ -31,40 +31,16 @@ from __future__ import annotations
 import pytest
 
 from ssl_bench.pretrain import pretrain
-from test_learning import MARGIN, config, untrained_knn
+from learning_configs import MARGIN, learning_config, untrained_knn
 
 pytestmark = pytest.mark.slow
 
-SIMCLR_AUG = {"name": "simclr"}
-LARS = {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-5}
-SETTINGS: dict[str, dict] = {
-    "moco_v2plus": {"epochs": 10, "augment": SIMCLR_AUG,
-                    "args": {"lr": 0.3, "temperature": 0.2, "queue_size": 1024, "base_tau": 0.99,
-                             "weight_decay": 5e-4}},
-    "nnclr": {"epochs": 10, "augment": SIMCLR_AUG,
-              "args": {"lr": 0.3, "temperature": 0.2, "queue_size": 1024, "proj_layers": 2,
-                       "pred_hidden_dim": 256, "weight_decay": 5e-4}},
-    "deepcluster_v2": {"epochs": 10, "augment": SIMCLR_AUG,
-                       "args": {**LARS, "num_prototypes": [30, 30, 30], "temperature": 0.1}},
-    "cmc": {"epochs": 10, "augment": SIMCLR_AUG,
-            "args": {"lr": 0.3, "temperature": 0.1, "views": ["L", "ab"], "proj_hidden_dim": 0,
-                     "weight_decay": 5e-4}},
-    "swav": {"epochs": 10, "augment": SIMCLR_AUG,
-             "args": {**LARS, "num_prototypes": 30, "temperature": 0.1, "queue_size": 0,
-                      "freeze_prototypes_steps": 62}},
-}
 ASSERTED = ["moco_v2plus", "nnclr", "deepcluster_v2", "cmc", "swav"]
-
-
-def zoo_config(method: str, tmp_path, seed: int | None = None, **overrides) -> dict:
-    s = SETTINGS[method]
-    args = {**s["args"], **overrides}
-    return config(method, tmp_path, seed=seed, method_args=args, augment=s["augment"], epochs=s["epochs"])
 
 
 @pytest.mark.parametrize("method", ASSERTED)
 def test_zoo_method_beats_random_init(method, baseline, tmp_path):
-    cfg = zoo_config(method, tmp_path)
+    cfg = learning_config(method, tmp_path)  # configs/cifar10-tiny/<method>.yaml
     reference = untrained_knn(cfg, tmp_path) if method == "cmc" else baseline
     summary = pretrain(cfg)
     print(f"\n{method}: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {reference:.2f}%, "

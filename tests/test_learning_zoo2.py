@@ -30,35 +30,16 @@ from __future__ import annotations
 import pytest
 
 from ssl_bench.pretrain import pretrain
-from test_learning import MARGIN, config
+from learning_configs import MARGIN, learning_config
 
 pytestmark = pytest.mark.slow
 
-METHOD_ARGS = {
-    "dino": {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-5, "bottleneck_dim": 64, "out_dim": 256,
-             "head_batch_norm": True, "teacher_temp": 0.04, "warmup_teacher_temp_epochs": 0,
-             "base_tau": 0.99, "clip_grad": 3.0},
-    "ressl": {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-5, "queue_size": 4096, "base_tau": 0.99},
-    "vicreg": {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-4},
-    "wmse": {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-6, "proj_dim": 32, "whiten_size": 64},
-}
-AUGMENT = {"dino": {"name": "byol"}, "ressl": {"name": "weak"}, "vicreg": {"name": "byol"},
-           "wmse": {"name": "simclr"}}
-EPOCHS = {"dino": 14, "ressl": 14, "vicreg": 14, "wmse": 14}
+METHODS = ["dino", "ressl", "vicreg", "wmse"]  # settings: configs/cifar10-tiny/<method>.yaml
 
 
-def zoo2_config(method: str, tmp_path, seed: int | None = None, **overrides) -> dict:
-    """The run config of ``method`` (``overrides`` update its model arguments; used for tuning)."""
-    cfg = config(method, tmp_path, seed=seed, method_args={**METHOD_ARGS[method], **overrides},
-                 augment=AUGMENT[method], epochs=EPOCHS[method])
-    if method == "dino":  # DINO's head has a bottleneck and out_dim instead of proj_dim
-        cfg["model"].pop("proj_dim")
-    return cfg
-
-
-@pytest.mark.parametrize("method", list(METHOD_ARGS))
+@pytest.mark.parametrize("method", METHODS)
 def test_method_beats_random_init(method, baseline, tmp_path):
-    summary = pretrain(zoo2_config(method, tmp_path))
+    summary = pretrain(learning_config(method, tmp_path))
     print(f"\n{method}: k-NN top-1 {summary['val_knn_top1']:.2f}% vs random init {baseline:.2f}%, "
           f"probe {summary['val_linear_top1']:.2f}%, rankme {summary['rankme']:.1f}")
     assert summary["val_knn_top1"] > baseline + MARGIN

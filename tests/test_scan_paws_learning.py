@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from test_learning import DATA, MARGIN, config
+from learning_configs import MARGIN, learning_config
 from ssl_bench.data.labelled import labelled_indices
 from ssl_bench.build import build_datamodule
 from ssl_bench.pretrain import pretrain
@@ -39,11 +39,8 @@ pytestmark = pytest.mark.slow
 
 SIMCLR_EPOCHS = 40  # SCAN's pretext: 14 epochs (test_learning's run) gave SCAN minus k-means +0.5 on
 # average over 15 seeds, 4 negative; 40 epochs (~2 min of 2-core CPU) +1.5 over 6 seeds, none negative
-PAWS_EPOCHS = 14
+PAWS_EPOCHS = 14  # PAWS's settings: configs/cifar10-tiny/paws.yaml (model.label_seed follows the run's seed here)
 LABEL_FRACTION = 0.1
-PAWS_ARGS = {"lr": 0.3, "weight_decay": 5e-4, "label_fraction": LABEL_FRACTION, "support_per_class": 16,
-             "proj_layers": 2, "temperature": 0.1, "sharpen_temperature": 0.25, "label_smoothing": 0.1}
-PAWS_AUGMENT = {"name": "simclr", "num_small_crops": 2, "small_crop_size": 16}
 
 
 def SCAN_SETTINGS(seed: int = 0) -> ScanSettings:  # noqa: N802 (a settings factory)
@@ -60,7 +57,7 @@ def SCAN_SETTINGS(seed: int = 0) -> ScanSettings:  # noqa: N802 (a settings fact
 def simclr_checkpoint(folder: Path, seed: int = 0, epochs: int = SIMCLR_EPOCHS) -> Path:
     """The SimCLR checkpoint of the learning-test settings trained for ``epochs``, in
     ``folder/simclr-e<epochs>`` (trained once per folder)."""
-    cfg = config("simclr", folder / f"simclr-e{epochs}", seed=seed, epochs=epochs)
+    cfg = learning_config("simclr", folder / f"simclr-e{epochs}", seed=seed, epochs=epochs)
     ckpt = Path(cfg["run"]["dir"]) / cfg["run"]["name"] / "checkpoints" / "last.ckpt"
     if not (ckpt.parent.parent / "summary.json").is_file():
         pretrain(cfg)
@@ -68,9 +65,9 @@ def simclr_checkpoint(folder: Path, seed: int = 0, epochs: int = SIMCLR_EPOCHS) 
 
 
 def paws_config(folder: Path, seed: int = 0, overrides: dict | None = None) -> dict:
-    """The test's PAWS run; ``overrides`` replace entries of PAWS_ARGS (benchmarks/scan_paws.py)."""
-    return config("paws", folder, seed=seed, method_args={**PAWS_ARGS, "label_seed": seed, **(overrides or {})},
-                  augment=PAWS_AUGMENT, epochs=PAWS_EPOCHS)
+    """The test's PAWS run; ``overrides`` replace model arguments of configs/cifar10-tiny/paws.yaml
+    (benchmarks/scan_paws.py)."""
+    return learning_config("paws", folder, seed=seed, label_seed=seed, **(overrides or {}))
 
 
 _SCRATCH: dict[int, float] = {}  # supervised-only accuracy per seed (two tests compare with it)
@@ -124,7 +121,7 @@ def paws_metrics(tmp_path) -> dict:
 
 
 def test_paws_learns(baseline, tmp_path):
-    assert DATA["train_subset"] * LABEL_FRACTION == 400
+    assert learning_config("paws", "x")["data"]["train_subset"] * LABEL_FRACTION == 400
     knn = paws_metrics(tmp_path)["val_knn_top1"]
     print(f"\nPAWS k-NN {knn:.2f}% vs random init {baseline:.2f}%")
     assert knn > baseline + MARGIN
