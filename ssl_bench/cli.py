@@ -55,19 +55,93 @@ def _pretrain(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
+
+
+_ARG_TYPES = {int: int, float: float, str: str, bool: _bool}
+
+
+def protocol_flags() -> dict[str, dict]:
+    """Every setting of the registered protocols as one ``--<setting>`` flag of ``ssl-bench eval``
+    (a name two protocols share is one flag): name -> {"type", "help", "defaults": {protocol: default}}."""
+    from .protocols import PROTOCOLS, setting_specs
+
+    flags: dict[str, dict] = {}
+    for name, cls in PROTOCOLS.items():
+        for spec in setting_specs(cls):
+            flag = flags.setdefault(spec.name, {"type": spec.type, "help": spec.help, "defaults": {}})
+            flag["defaults"][name] = spec.default
+    return flags
+
+
+def _add_protocol_arguments(e: argparse.ArgumentParser) -> None:
+    """``--protocol`` and one ``--<setting>`` flag per setting of the registered protocols."""
+    from .protocols import PROTOCOLS
+
+    names = "; ".join(f"{name}: {cls.help}" for name, cls in PROTOCOLS.items())
+    e.add_argument("--protocol", required=True, metavar="{" + ",".join(PROTOCOLS) + "}",
+                   help=f"{names}; or an importable my_pkg.module.Class (an EvalProtocol subclass; its settings "
+                        "as --<setting> VALUE)")
+    group = e.add_argument_group("protocol settings", "each applies to the protocols named in brackets; "
+                                                      "unset: the protocol's default")
+    for name, flag in protocol_flags().items():
+        defaults = flag["defaults"]
+        shown = (f"default {next(iter(defaults.values()))}" if len(set(map(repr, defaults.values()))) == 1
+                 else "defaults: " + ", ".join(f"{p} {d}" for p, d in defaults.items()))
+        group.add_argument(f"--{name}", type=_ARG_TYPES[flag["type"]], default=None, metavar=name.upper(),
+                           help=f"[{', '.join(defaults)}] {flag['help']} ({shown})")
+
+
+def _protocol_settings(args: argparse.Namespace, overrides: list[str]) -> tuple[dict, list[str]]:
+    """(the protocol settings given, the other arguments): the registered protocols' flags are
+    parsed already; ``--<name> VALUE`` of a protocol given by import path is read here (as YAML)."""
+    import yaml
+
+    from .config import SECTIONS, parse_yaml
+
+    settings = {name: getattr(args, name) for name in protocol_flags() if getattr(args, name, None) is not None}
+    rest, i = [], 0
+    while i < len(overrides):
+        arg = overrides[i]
+        key, eq, value = arg[2:].partition("=")
+        if not arg.startswith("--") or "." in key or key in SECTIONS:
+            rest.append(arg)
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(overrides):
+                raise ValueError(f"--{key} needs a value")
+            value, i = overrides[i + 1], i + 1
+        i += 1
+        try:
+            settings[key] = parse_yaml(value)
+        except yaml.YAMLError:
+            settings[key] = value
+    return settings, rest
+
+
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import SECTIONS, apply_overrides
     from .evaluate import evaluate
+    from .protocols import resolve_protocol
 
+    settings, overrides = _protocol_settings(args, overrides)
     given = apply_overrides({s: {} for s in SECTIONS}, overrides)
     if given["trainer"]:
         raise ValueError("ssl-bench eval takes --data.<key>, --model.<key> and --run.<key> overrides only")
-    result = evaluate(args.ckpt, args.protocol, given["data"], k=args.k, temperature=args.temperature,
-                      epochs=args.epochs, config=args.config, random_init=args.random_init,
+    cls = resolve_protocol(args.protocol)
+    result = evaluate(args.ckpt, args.protocol, given["data"], config=args.config, random_init=args.random_init,
                       label_fraction=args.label_fraction, label_indices_file=args.label_indices,
-                      model_overrides=given["model"], run_overrides=given["run"], out=args.out)
+                      model_overrides=given["model"], run_overrides=given["run"], out=args.out, settings=settings)
     labels = "" if result["labelled_size"] == result["train_size"] else f", {result['labelled_size']} labelled"
-    print(f"{result['method']} on {result['dataset']}: {args.protocol} top-1 {result[args.protocol + '_top1']:.2f}% "
+    value = result[f"{cls.name}_{cls.metric}"]
+    shown = f"top-{cls.metric[3:]} {value:.2f}%" if re.fullmatch(r"top\d+", cls.metric) else f"{cls.metric} {value:.4g}"
+    print(f"{result['method']} on {result['dataset']}: {cls.name} {shown} "
           f"(train {result['train_size']}{labels}, val {result['val_size']} images) -> {result['path']}")
     return 0
 
@@ -166,10 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config with every default and exit (nothing is trained or written)")
     p.set_defaults(func=_pretrain)
-    e = sub.add_parser("eval", help="evaluate the backbone of a checkpoint (k-NN, linear, fine-tuning)",
+    e = sub.add_parser("eval", help="evaluate the backbone of a checkpoint (k-NN, linear, fine-tuning, ...)",
                        description="Reads config.yaml of the checkpoint's run (or --config); --data.<key>, "
                                    "--model.<key>, --run.<key> overrides apply. Results go to "
-                                   "<run dir>/evals/, one file per setting.")
+                                   "<run dir>/evals/, one file per setting. Protocols and their settings come "
+                                   "from the registry (ssl_bench.protocols.PROTOCOLS).")
     e.add_argument("--ckpt", help="a checkpoint written by ssl-bench pretrain")
     e.add_argument("--config", help="the method/backbone/data asked for (default: the run's config.yaml)")
     e.add_argument("--random-init", action="store_true",
@@ -177,12 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label-fraction", type=float, help="few-label evaluation: a seeded class-balanced "
                    "fraction of the train labels (e.g. 0.01, 0.1)")
     e.add_argument("--label-indices", help="few-label evaluation: a file of train indices (JSON list or one per line)")
-    e.add_argument("--protocol", required=True, choices=["knn", "linear", "finetune"],
-                   help="knn / linear on frozen features; finetune trains the backbone and a linear head "
-                        "(with --random-init: the supervised-only baseline)")
-    e.add_argument("--k", type=int, default=20, help="k-NN neighbours (default 20)")
-    e.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")
-    e.add_argument("--epochs", type=int, default=100, help="linear and finetune protocols: training epochs")
+    _add_protocol_arguments(e)
     e.add_argument("--out", help="write results (evals/) and cached features here instead of the run directory "
                                  "(e.g. for a read-only shared checkpoint)")
     e.set_defaults(func=_eval)

@@ -1,5 +1,6 @@
-"""Offline evaluation of a backbone: k-NN or linear on frozen features, or fine-tuning; full or few
-labels, trained or random-init.
+"""Offline evaluation of a backbone with a registered protocol (``protocols.PROTOCOLS``: k-NN or
+linear on frozen features, fine-tuning, or one of your own); full or few labels, trained or
+random-init.
 
     ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol knn --k 20 --temperature 0.07
     ssl-bench eval --ckpt runs/x/checkpoints/last.ckpt --protocol linear --label-fraction 0.01
@@ -10,103 +11,42 @@ The model and data come from the run's ``config.yaml`` (beside ``checkpoints/``)
 ``--config`` when given; the checkpoint must hold the method and backbone asked for, else one line
 says what it holds. Un-augmented features of the train split (``data.eval_train_subset`` of it if
 set) and of the val split are extracted once and cached (``features.py``); every result is written
-to ``<run dir>/evals/<protocol>-<settings>-<hash>.json``, named by its settings and recording
-them (data root, split, k, T, epochs, label fraction or index file), so no result replaces another.
-``finetune`` trains the backbone and a new linear head on the labelled train images with strong
-augmentation (image trees: held in memory when small, else streamed from the files, see
-``finetune_scores``); with ``--random-init`` it is the supervised-only baseline of
-semi-supervised methods (PAWS, Sec. 5: fine-tuned PAWS against training on the labels alone).
+to ``<run dir>/evals/<protocol>-<settings>-<labels>-<hash>.json``, named by its settings and
+recording them (data root, split, the protocol's settings, label fraction or index file), so no
+result replaces another. ``finetune`` trains the backbone and a new linear head on the labelled
+train images with strong augmentation (image trees: held in memory when small, else streamed from
+the files, see ``protocols.finetune_scores``); with ``--random-init`` it is the supervised-only
+baseline of semi-supervised methods (PAWS, Sec. 5: fine-tuned PAWS against training on the labels
+alone). ``evaluate_grid`` runs a sweep's ``eval:`` section on one checkpoint.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from .config import dump_config, load_config, plain
-from .data.recipes import view_augment
-from .data.tree_images import close as close_images, embed_images, hold_or_stream
 from .errors import ConfigError
 from .features import (FeatureSet, cached_features, checkpoint_identity, eval_data_settings, extract,
                        extract_split)
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import BaseMethod
-from .metrics import knn_accuracy, weighted_knn_predict
 from .build import build_datamodule, build_method, load_method_checkpoint
 from . import run_dir as rd
 from .run_dir import load_lightning_checkpoint, write_atomic
-from .supervised import fit_classifier, train_linear
+# the built-in protocols' scores, under the names they had here before the registry
+from .protocols import (FINETUNE_RECIPE, PROTOCOLS, EvalProtocol, address_of, check_k, finetune_scores,  # noqa: F401
+                        grid_settings, is_builtin, knn_scores, linear_scores, make_settings, resolve_protocol,
+                        setting_specs)
 
-PROTOCOLS = ("knn", "linear", "finetune")
-# fine-tuning recipe (supervised.fit_classifier's defaults, recorded in every finetune result):
-# strong SimCLR-CIFAR view, SGD momentum 0.9, lr 0.05, weight decay 5e-4, batch 64, cosine schedule
-FINETUNE_RECIPE = {"view": "strong", "optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "weight_decay": 5e-4,
-                   "batch_size": 64, "schedule": "cosine"}
 RANDOM_INIT = "random_init"
 extract_features = extract_split  # the earlier public name (features of one evaluation loader)
 
 
-# ----------------------------------------------------------------------------- protocols on features
-def knn_scores(fs: FeatureSet, num_classes: int, k: int, temperature: float,
-               train_idx: Tensor | None = None) -> dict[int, float]:
-    bank_x, bank_y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
-    scores = weighted_knn_predict(bank_x, bank_y, fs.val_x, num_classes, k=k, temperature=temperature)
-    return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
-
-
-def check_k(k: int, bank_size: int) -> None:
-    """One line for a k the bank cannot serve (a result named k100000 would be the k=bank result)."""
-    if not 1 <= k <= bank_size:
-        raise ConfigError(f"--k {k}: must be between 1 and the k-NN bank's {bank_size} labelled images")
-
-
-def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
-                  train_idx: Tensor | None = None) -> dict[int, float]:
-    x, y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
-    with torch.enable_grad():
-        head = train_linear(x, y, num_classes, epochs=epochs, seed=seed)
-    with torch.no_grad():
-        scores = head((fs.val_x - head.feature_mean) / head.feature_std)
-    return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
-
-
-def finetune_scores(target: EvalTarget, epochs: int, seed: int, train_idx: Tensor | None = None,
-                    memory_limit_mb: float | None = None) -> dict[int, float]:
-    """Fine-tuning protocol: a copy of the target's backbone (the checkpoint's, or the config's at
-    random initialisation) and a new linear head trained together on the (labelled) train images,
-    top-1/top-5 on the val images. The head's initialisation and the augmentation stream depend only
-    on ``seed``, so a checkpoint and its random-init baseline differ only in the starting backbone.
-
-    Image trees: every file is prepared as the k-NN / linear features' loader prepares it (resize,
-    centre crop ``data.image_size``), then held in memory as uint8 while the decoded labelled train
-    images, then the val images, fit in ``memory_limit_mb`` (default ``$SSL_BENCH_TREE_MEMORY_MB``,
-    else 2048 MiB), else streamed from the files in ``data.num_workers`` workers; the result is the
-    same either way (``data.tree_images``)."""
-    dm, model = target.dm, target.model()
-    train, val = dm.eval_splits()
-    if train_idx is not None:
-        train = train.subset(train_idx)
-    images, val_images = hold_or_stream([train, val], dm.image_size, int(dm.hparams.num_workers), memory_limit_mb,
-                                        names=(f"finetune train ({target.cfg['data']['dataset']})",
-                                               f"finetune val ({target.cfg['data']['dataset']})"))
-    try:
-        torch.manual_seed(seed)
-        classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, images, train.labels,
-                                    view_augment(FINETUNE_RECIPE["view"], dm.image_size, dm.mean, dm.std),
-                                    dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
-                                    lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"],
-                                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu")
-        scores = embed_images(classifier, val_images, dm.eval_batch_transform).cpu()
-    finally:
-        close_images(images, val_images)
-    return knn_accuracy(scores, val.labels.cpu(), top_k=(1, 5))
-
-
+# ----------------------------------------------------------------------------- few labels
 def label_indices(train_labels: Tensor, fraction: float | None, indices_file: str | None, seed: int) -> Tensor | None:
     """The labelled part of the train split: a class-balanced fraction, a file of indices, or all."""
     if fraction is not None and indices_file is not None:
@@ -193,6 +133,7 @@ class EvalTarget:
             check_random_init_dir(self.run_dir, self.cfg)
         self.dm = build_datamodule(self.cfg["data"], seed=int(self.cfg["run"]["seed"]))
         self._model: BaseMethod | None = None
+        self._features: tuple[FeatureSet, bool] | None = None
         self.out_dir = Path(out) if out is not None else None  # where results and features go
 
     @property
@@ -219,11 +160,23 @@ class EvalTarget:
             return {"random_init": self.cfg["model"], "seed": self.cfg["run"]["seed"]}
         return checkpoint_identity(self.ckpt)  # type: ignore[arg-type]
 
+    @property
+    def seed(self) -> int:
+        """``run.seed``: a protocol's training seed (label subsets follow ``data.seed`` instead)."""
+        return int(self.cfg["run"].get("seed", 0))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.dm.num_classes)
+
     def features(self) -> tuple[FeatureSet, bool]:
-        if not self.random_init:
-            self.model()  # the mismatch check comes before any extraction
-        return cached_features(self.results_dir / rd.FEATURES, self.source(), self.cfg["data"],
-                               lambda: extract(self.model(), self.dm))
+        """(features, whether they came from the cache on disk); read or extracted once per target."""
+        if self._features is None:
+            if not self.random_init:
+                self.model()  # the mismatch check comes before any extraction
+            self._features = cached_features(self.results_dir / rd.FEATURES, self.source(), self.cfg["data"],
+                                             lambda: extract(self.model(), self.dm))
+        return self._features
 
     def data_record(self) -> dict[str, Any]:
         """Where the evaluated images come from (recorded in every result)."""
@@ -231,11 +184,15 @@ class EvalTarget:
                 "train_split": "train", "eval_split": "val"}
 
 
-def result_name(settings: dict[str, Any]) -> str:
-    """``knn-k20-T0.07-labels_all-<hash>``: readable settings plus a hash of all of them."""
+def result_name(settings: dict[str, Any], part: str | None = None) -> str:
+    """``knn-k20-T0.07-labels_all-<hash>``: the protocol, its settings (``part``; default: the
+    registered protocol's ``name_part`` of the recorded settings), the labels, and a hash of all of
+    the recorded settings."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    proto = settings["protocol"]
-    parts = [proto, f"k{settings['k']}-T{settings['temperature']:g}" if proto == "knn" else f"ep{settings['epochs']}"]
+    if part is None:
+        cls = resolve_protocol(settings.get("protocol_class") or settings["protocol"])
+        part = cls().name_part(cls.Settings(**{s.name: settings[s.name] for s in setting_specs(cls)}))
+    parts = [settings["protocol"]] + ([part] if part else [])
     if settings.get("label_indices_file"):
         parts.append("labels_file")
     elif settings.get("label_fraction") not in (None, 1.0):
@@ -246,46 +203,48 @@ def result_name(settings: dict[str, Any]) -> str:
 
 
 def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, Any] | None = None,
-             k: int = 20, temperature: float = 0.07, epochs: int = 100, config: str | Path | None = None,
-             random_init: bool = False, label_fraction: float | None = None, label_indices_file: str | None = None,
-             model_overrides: dict[str, Any] | None = None, run_overrides: dict[str, Any] | None = None,
-             out: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate one target with one protocol; writes ``<run dir or out>/evals/<name>.json`` and returns it."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol '{protocol}'; allowed: {', '.join(PROTOCOLS)}")
+             k: int | None = None, temperature: float | None = None, epochs: int | None = None,
+             config: str | Path | None = None, random_init: bool = False, label_fraction: float | None = None,
+             label_indices_file: str | None = None, model_overrides: dict[str, Any] | None = None,
+             run_overrides: dict[str, Any] | None = None, out: str | Path | None = None,
+             settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate one target with one protocol (a registered name or an import path); writes
+    ``<run dir or out>/evals/<name>.json`` and returns it. ``settings``: the protocol's settings by
+    name (checked: an unknown or wrong one is one line); the others are its defaults. ``k``,
+    ``temperature`` and ``epochs`` are the earlier keywords, used by the protocols that take them."""
+    cls = resolve_protocol(protocol)
+    names = {s.name for s in setting_specs(cls)}
+    earlier = {key: value for key, value in (("k", k), ("temperature", temperature), ("epochs", epochs))
+               if value is not None and key in names}
+    chosen = make_settings(cls, {**earlier, **(settings or {})})  # checked before anything is loaded
+    proto = cls()
     target = EvalTarget(ckpt, config, {"data": data_overrides or {}, "model": model_overrides or {},
                                        "run": run_overrides or {}}, random_init, out)
-    seed = int(target.cfg["run"].get("seed", 0))
     subset_seed = int(target.dm.hparams.seed)  # data.seed: label subsets stay fixed across run seeds
-    num_classes = target.dm.num_classes
-    if protocol == "finetune":
-        target.model()  # the mismatch check comes before anything is trained
-        train_y, val_y = (split.labels.cpu() for split in target.dm.eval_splits())
-        idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
-        acc, cached = finetune_scores(target, epochs, seed, idx), None
-    else:
+    if cls.needs_features:
         fs, cached = target.features()
         train_y, val_y = fs.train_y, fs.val_y
-        idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
-        if protocol == "knn":
-            check_k(k, len(train_y) if idx is None else len(idx))
-            acc = knn_scores(fs, num_classes, k, temperature, idx)
-        else:
-            acc = linear_scores(fs, num_classes, epochs, seed, idx)
-    settings = {"protocol": protocol, "k": k if protocol == "knn" else None,
-                "temperature": temperature if protocol == "knn" else None,
-                "epochs": epochs if protocol != "knn" else None,
-                **({"recipe": FINETUNE_RECIPE} if protocol == "finetune" else {}),
-                "label_fraction": label_fraction, "label_seed": subset_seed,
-                "label_indices_file": str(Path(label_indices_file).resolve()) if label_indices_file else None,
-                "data": target.data_record(),
-                "model": target.source()}
-    result = {**settings, "checkpoint": str(target.ckpt) if target.ckpt else None, "method": target.method,
+    else:
+        target.model()  # the mismatch check comes before anything is trained
+        train_y, val_y = (split.labels.cpu() for split in target.dm.eval_splits())
+        cached = None
+    idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
+    proto.check(target, chosen, idx)
+    metrics = proto.run(target, chosen, idx)
+    if cls.metric not in metrics:
+        raise ValueError(f"protocol {cls.name} returned {sorted(metrics)}, without its metric '{cls.metric}'")
+    record = {"protocol": cls.name, **({} if is_builtin(cls) else {"protocol_class": address_of(cls)}),
+              **proto.record(chosen),
+              "label_fraction": label_fraction, "label_seed": subset_seed,
+              "label_indices_file": str(Path(label_indices_file).resolve()) if label_indices_file else None,
+              "data": target.data_record(),
+              "model": target.source()}
+    result = {**record, "checkpoint": str(target.ckpt) if target.ckpt else None, "method": target.method,
               "dataset": target.cfg["data"]["dataset"], "train_size": len(train_y),
               "labelled_size": len(train_y) if idx is None else len(idx), "val_size": len(val_y),
               "labelled_digest": None if idx is None else hashlib.sha1(idx.cpu().numpy().tobytes()).hexdigest()[:16],
-              "features_cached": cached, f"{protocol}_top1": acc[1], f"{protocol}_top5": acc[5]}
-    out = target.results_dir / rd.EVALS / f"{result_name(settings)}.json"
+              "features_cached": cached, **{f"{cls.name}_{key}": value for key, value in metrics.items()}}
+    out = target.results_dir / rd.EVALS / f"{result_name(record, proto.name_part(chosen))}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if random_init and not (target.results_dir / "config.yaml").is_file():
         dump_config(target.cfg, target.results_dir / "config.yaml")
@@ -295,26 +254,54 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
 
 
 # ----------------------------------------------------------------------------- the sweep's grid
-def evaluate_grid(target: EvalTarget, ks: list[int], temperatures: list[float], linear_epochs: int | None,
-                  label_fractions: list[float]) -> dict[str, float]:
-    """Every k x T k-NN, the linear probe, and both again per label fraction, on one feature
-    extraction. Keys: ``offline_knn_top1@k20_T0.07``, ``offline_knn_best_top1``,
-    ``offline_linear_top1``, ``offline_knn_top1@labels0.1`` (best k, T of the grid's first),
-    ``offline_linear_top1@labels0.1``."""
-    fs, _ = target.features()
-    n_cls, seed = target.dm.num_classes, int(target.cfg["run"].get("seed", 0))
+def offline_key(cls: type[EvalProtocol], tag: str = "", best: bool = False) -> str:
+    """A sweep's metric name: ``offline_knn_top1@k20_T0.07`` (one combination of the grid, or
+    ``@labels0.1``), ``offline_knn_best_top1`` (the grid's best), ``offline_linear_top1`` (no grid)."""
+    return f"offline_{cls.name}_{'best_' if best else ''}{cls.metric}" + (f"@{tag}" if tag else "")
+
+
+def headline_column(cls: type[EvalProtocol]) -> str:
+    """The column of a protocol in a sweep's results table: its grid's best, or its one result."""
+    return offline_key(cls, best=bool(cls.grid))
+
+
+def evaluate_grid(target: EvalTarget, protocols: dict[str, dict[str, Any]],
+                  label_fractions: list[float] | tuple[float, ...] = ()) -> dict[str, float]:
+    """A sweep's ``eval:`` section (``sweep.spec.check_eval``'s form) on one target, the frozen
+    features extracted once: each protocol (a registered name or an import path -> its settings,
+    grid settings as lists) on every combination of its grid, then on each label fraction of the
+    train labels with the grid's first combination. Keys (the protocol's headline metric):
+    ``offline_knn_top1@k20_T0.07`` per combination and ``offline_knn_best_top1`` for a protocol
+    with a grid, ``offline_linear_top1`` for one without, ``offline_knn_top1@labels0.1``."""
     out: dict[str, float] = {}
-    for k in ks:
-        for t in temperatures:
-            out[f"offline_knn_top1@k{k}_T{t:g}"] = knn_scores(fs, n_cls, k, t)[1]
-    if out:
-        out["offline_knn_best_top1"] = max(out.values())
-    if linear_epochs:
-        out["offline_linear_top1"] = linear_scores(fs, n_cls, linear_epochs, seed)[1]
-    for frac in label_fractions:
-        idx = balanced_label_subset(fs.train_y, frac, int(target.dm.hparams.seed))  # data.seed, see evaluate()
-        if ks:
-            out[f"offline_knn_top1@labels{frac:g}"] = knn_scores(fs, n_cls, ks[0], temperatures[0], idx)[1]
-        if linear_epochs:
-            out[f"offline_linear_top1@labels{frac:g}"] = linear_scores(fs, n_cls, linear_epochs, seed, idx)[1]
+    runs = []
+    for address, values in protocols.items():
+        cls = resolve_protocol(address)
+        _, points = grid_settings(cls, values, f"eval.{address}")
+        runs.append((cls, cls(), points))
+
+    def score(cls: type[EvalProtocol], proto: EvalProtocol, settings: Any, idx: Tensor | None) -> float:
+        metrics = proto.run(target, settings, idx)
+        if cls.metric not in metrics:
+            raise ValueError(f"protocol {cls.name} returned {sorted(metrics)}, without its metric '{cls.metric}'")
+        return float(metrics[cls.metric])
+
+    for cls, proto, points in runs:
+        if not cls.grid:
+            out[offline_key(cls)] = score(cls, proto, points[0], None)
+            continue
+        values = []
+        for settings in points:
+            values.append(score(cls, proto, settings, None))
+            out[offline_key(cls, proto.grid_tag(settings))] = values[-1]
+        out[offline_key(cls, best=True)] = max(values) if cls.higher_is_better else min(values)
+    if label_fractions and runs:
+        if any(cls.needs_features for cls, _, _ in runs):
+            train_y = target.features()[0].train_y
+        else:
+            train_y = target.dm.eval_splits()[0].labels.cpu()
+        for frac in label_fractions:
+            idx = balanced_label_subset(train_y, frac, int(target.dm.hparams.seed))  # data.seed, see evaluate()
+            for cls, proto, points in runs:
+                out[offline_key(cls, f"labels{frac:g}")] = score(cls, proto, points[0], idx)
     return out

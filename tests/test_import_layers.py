@@ -11,7 +11,7 @@ below, never one above (``../shared/DESIGN.md``, "Layout and layers", of which t
   4  callbacks, checkpointing, stopping, supervised (classifier fitting on features or images)
   5  methods (BaseMethod and one file per method)
   6  build (config -> data module, method, trainer, loggers; every derived value)
-  7  pretrain, evaluate, scan
+  7  pretrain, evaluate, protocols (evaluation protocols and their registry), scan
   8  sweep
   9  cli
 """
@@ -34,7 +34,7 @@ LAYERS: dict[str, int] = {
     "callbacks": 4, "checkpointing": 4, "stopping": 4, "supervised": 4,
     "methods": 5,
     "build": 6,
-    "pretrain": 7, "evaluate": 7, "scan": 7,
+    "pretrain": 7, "evaluate": 7, "protocols": 7, "scan": 7,
     "sweep": 8,
     "cli": 9,
 }

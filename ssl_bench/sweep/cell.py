@@ -89,16 +89,20 @@ def _wandb_run(sweep_dir: str | Path, cell: str, config_path: Path) -> dict[str,
 
 
 def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], random_init: bool) -> dict[str, Any]:
-    """The sweep's evaluation grid on cached features; the baseline's summary.json from it."""
+    """The sweep's ``eval:`` section (``_sweep/eval.json``: its protocols, each on every combination
+    of its grid, and again per label fraction; ``evaluate.evaluate_grid``) on the cached features of
+    the final checkpoint; the baseline's summary.json from them. A protocol of another package is
+    imported here by its import path (``spec.check_eval`` wrote it)."""
     from ..config import init_parameters
     from ..evaluate import EvalTarget, evaluate_grid, knn_scores
     from ..methods import BaseMethod
+    from .spec import check_eval
 
+    section = check_eval(settings)  # also reads an eval.json written before the registry (knn_k, ...)
     ckpt = None if random_init else last_checkpoint(run_dir)
     target = EvalTarget(ckpt, config_path, random_init=random_init)
     target.run_dir = run_dir
-    grid = evaluate_grid(target, list(settings.get("knn_k") or []), list(settings.get("knn_t") or [0.07]),
-                         settings.get("linear_epochs"), list(settings.get("label_fractions") or []))
+    grid = evaluate_grid(target, section.get("protocols", {}), section.get("label_fractions", []))
     write_atomic(run_dir / OFFLINE_EVAL, json.dumps(grid, indent=2))
     if random_init:
         params = init_parameters(BaseMethod)

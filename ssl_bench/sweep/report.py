@@ -198,10 +198,24 @@ def mean_std(values: list[float]) -> tuple[float, float, int] | None:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
+def offline_columns(present: set[str]) -> list[str]:
+    """The offline evaluation's headline columns after ``TABLE_METRICS``: each registered protocol's
+    (``evaluate.headline_column``: ``offline_<name>_best_<metric>`` for a grid, else
+    ``offline_<name>_<metric>``) in registry order, then those of protocols this process has not
+    imported (an ``offline_*`` key of ``offline_eval.json`` without ``@``), by name."""
+    from ..evaluate import headline_column
+    from ..protocols import PROTOCOLS
+
+    known = [headline_column(cls) for cls in PROTOCOLS.values()]
+    others = sorted(k for k in present if k.startswith("offline_") and "@" not in k and k not in known)
+    return [c for c in known + others if c in present and c not in TABLE_METRICS]
+
+
 def table_columns(rows: list[dict[str, Any]]) -> list[str]:
     present = {k for r in rows for k, v in r.items() if v is not None}
     few = sorted(k for k in present if "@labels" in k)
-    return [c for c in TABLE_METRICS if c in present] + few + [c for c in EXTRA_TABLE_METRICS if c in present]
+    return ([c for c in TABLE_METRICS if c in present] + offline_columns(present) + few
+            + [c for c in EXTRA_TABLE_METRICS if c in present])
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:

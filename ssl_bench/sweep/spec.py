@@ -15,6 +15,7 @@ A spec (YAML; ``configs/sweeps/digits-small.yaml`` is a commented example)::
     dataset_overrides: {digits: {data.batch_size: 128}}
     baseline: true                         # a random-init row per dataset and seed
     eval: {knn_k: [10, 20], knn_t: [0.07], linear_epochs: 100, label_fractions: [0.1]}
+                                           # or any protocol: {knn: {k: [10, 20]}, my_pkg.mod.MyProtocol: {...}}
     launch: {backend: local, parallel: null, submitit: {...}}
     wandb: {enabled: false, project: ssl-bench}
 
@@ -29,6 +30,7 @@ ends in one ``ConfigError`` line naming the key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from ..errors import ConfigError, did_you_mean
 REPO = Path(__file__).resolve().parents[2]
 SPEC_KEYS = {"name", "dir", "methods", "datasets", "seeds", "config", "fallback_config", "overrides",
              "soft_overrides", "method_overrides", "dataset_overrides", "baseline", "eval", "launch", "wandb"}
-EVAL_KEYS = {"knn_k", "knn_t", "linear_epochs", "label_fractions"}
+EVAL_KEYS = {"knn_k", "knn_t", "linear_epochs", "label_fractions", "protocols"}  # and protocols by name
 LAUNCH_KEYS = {"backend", "parallel", "submitit", "cell_timeout_s"}
 WANDB_KEYS = {"enabled", "project"}  # enabled: every cell logs to W&B (run.logger, run.wandb_project), and
 # run_sweep logs the report; project: the cells' and publish.build_report's W&B project
@@ -93,9 +95,26 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def check_eval(settings: dict[str, Any]) -> dict[str, Any]:
-    """The ``eval`` section (``evaluate.evaluate_grid``'s settings) checked, its list settings as
-    lists (a single value is a list of one)."""
+def check_eval(settings: Any) -> dict[str, Any]:
+    """The ``eval`` section checked and in ``evaluate.evaluate_grid``'s form: ``{"protocols":
+    {address: settings}, "label_fractions": [...]}``, grid settings as lists (a single value is a
+    list of one), each protocol under the address a cell process finds it by (a registered name of
+    the package, else its import path: ``protocols.protocol_address``). Empty stays empty.
+
+    Accepted: ``knn_k``, ``knn_t`` (k-NN over k x T), ``linear_epochs`` (a linear probe; null: none),
+    ``label_fractions``, and any protocol, registered (``protocols.PROTOCOLS``) or by import path, with
+    its settings: ``toy: {scale: [1, 2]}`` or under ``protocols:``. Every protocol of the section
+    runs in every cell (a protocol that needs images, e.g. ``finetune``, trains on them there).
+    This function accepts its own output (the cell re-reads ``_sweep/eval.json`` through it)."""
+    from ..protocols import PROTOCOLS, grid_settings, protocol_address, resolve_protocol
+
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"sweep spec: eval must be a mapping (knn_k, knn_t, linear_epochs, label_fractions, "
+                          f"or a protocol: {', '.join(PROTOCOLS)}), got {settings!r}")
+    if not settings:
+        return {}
     out = dict(settings)
     rules = {"knn_k": (_positive_int, "is not a positive integer"),
              "knn_t": (lambda v: _number(v) and v > 0, "is not a positive number"),
@@ -112,12 +131,49 @@ def check_eval(settings: dict[str, Any]) -> dict[str, Any]:
     if epochs is not None and not _positive_int(epochs):
         raise ConfigError(f"sweep spec: eval.linear_epochs must be a positive integer or null (no linear probe), "
                           f"got {epochs!r}")
-    return out
+    # (where, protocol name or import path, its settings), in the order they run
+    entries: list[tuple[str, str, Any]] = []
+    if out.get("knn_k"):  # as before the registry: knn_t alone runs no k-NN
+        entries.append(("eval.knn_k/knn_t", "knn", {"k": out["knn_k"], "temperature": out.get("knn_t") or [0.07]}))
+    if epochs:
+        entries.append(("eval.linear_epochs", "linear", {"epochs": epochs}))
+    nested = out.get("protocols") or {}
+    if not isinstance(nested, dict):
+        raise ConfigError(f"sweep spec: eval.protocols must be a mapping of protocol: settings, got {nested!r}")
+    entries += [(f"eval.protocols.{key}", str(key), value) for key, value in nested.items()]
+    entries += [(f"eval.{key}", str(key), value) for key, value in out.items() if key not in EVAL_KEYS]
+    protocols: dict[str, dict[str, Any]] = {}
+    given: dict[str, str] = {}  # protocol name -> where it was given
+    for where, key, values in entries:
+        try:
+            cls = resolve_protocol(key)
+        except ConfigError as err:
+            if "." in key or where.startswith("eval.protocols."):
+                raise ConfigError(f"sweep spec: {where}: {err}") from None
+            allowed = sorted(EVAL_KEYS) + sorted(PROTOCOLS)
+            raise ConfigError(f"sweep spec: unknown eval key '{key}'; allowed: {', '.join(sorted(EVAL_KEYS))}, "
+                              f"a protocol ({', '.join(PROTOCOLS)}) or an importable my_pkg.module.Class"
+                              f"{did_you_mean(key, allowed)}") from None
+        if values is not None and not isinstance(values, dict):
+            names = ", ".join(f.name for f in dataclasses.fields(cls.Settings)) or "none"
+            raise ConfigError(f"sweep spec: {where} must be a mapping of protocol {cls.name}'s settings "
+                              f"({names}), got {values!r}")
+        if cls.name in given:
+            raise ConfigError(f"sweep spec: {where}: protocol {cls.name} is given twice (also as {given[cls.name]}); "
+                              "give it once")
+        given[cls.name] = where
+        checked, _ = grid_settings(cls, values or {}, f"sweep spec: {where}")
+        try:
+            address = protocol_address(cls)  # how the cells (other processes) import it
+        except ConfigError as err:
+            raise ConfigError(f"sweep spec: {where}: {err}") from None
+        protocols[address] = checked
+    return {"protocols": protocols, "label_fractions": list(out.get("label_fractions") or [])}
 
 
 def _check_sections(raw: dict[str, Any]) -> None:
     """The spec's own settings (before any config is read)."""
-    for key, allowed in (("eval", EVAL_KEYS), ("launch", LAUNCH_KEYS), ("wandb", WANDB_KEYS)):
+    for key, allowed in (("launch", LAUNCH_KEYS), ("wandb", WANDB_KEYS)):  # eval: check_eval
         section = raw.get(key) or {}
         if not isinstance(section, dict):
             raise ConfigError(f"sweep spec: {key} must be a mapping with keys {', '.join(sorted(allowed))}, "
