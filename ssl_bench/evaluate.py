@@ -34,7 +34,8 @@ from .features import (FeatureSet, cached_features, checkpoint_identity, eval_da
                        extract_split)
 from .label_subset import balanced_label_subset, read_label_indices
 from .methods import BaseMethod
-from .build import build_datamodule, build_method, load_method_checkpoint
+from .build import build_datamodule, load_method_checkpoint, untrained_method
+from .data import SSLDataModule
 from . import run_dir as rd
 from .run_dir import load_lightning_checkpoint, write_atomic
 # the built-in protocols' scores, under the names they had here before the registry
@@ -59,12 +60,10 @@ def label_indices(train_labels: Tensor, fraction: float | None, indices_file: st
 
 
 # ----------------------------------------------------------------------------- models
-def random_init_model(cfg: dict[str, dict[str, Any]], num_classes: int) -> BaseMethod:
-    """The config's method and backbone, seeded like ``pretrain`` seeds it, before any training."""
-    import pytorch_lightning as pl
-
-    pl.seed_everything(int(cfg["run"]["seed"]), workers=True, verbose=False)
-    return build_method(cfg["model"], num_classes)
+def random_init_model(cfg: dict[str, dict[str, Any]], dm: SSLDataModule) -> BaseMethod:
+    """The config's method and backbone, seeded like ``pretrain`` seeds it, before any training: the
+    one random-init baseline (``build.untrained_method``, also the learning tests' and the sweep's)."""
+    return untrained_method(cfg["model"], dm, int(cfg["run"]["seed"]))
 
 
 def run_dir_of(ckpt: Path) -> Path:
@@ -148,7 +147,7 @@ class EvalTarget:
     def model(self) -> BaseMethod:
         if self._model is None:
             if self.random_init:
-                self._model = random_init_model(self.cfg, self.dm.num_classes)
+                self._model = random_init_model(self.cfg, self.dm)
             else:
                 self._model = load_method_checkpoint(self.ckpt, "eval checkpoint", self.cfg["model"],  # type: ignore[arg-type]
                                                      f"config {self.config_path}", self._ckpt_blob)

@@ -82,7 +82,9 @@ def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int
     (the "frozen features" protocol of e.g. MoCo v3 / DINO, without augmentation)."""
     gen = torch.Generator().manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    head = nn.Linear(train_x.shape[1], num_classes).to(train_x.device)
+    with torch.random.fork_rng(devices=[]):  # the head's initial weights follow ``seed``, not the process's history
+        torch.manual_seed(seed)
+        head = nn.Linear(train_x.shape[1], num_classes).to(train_x.device)
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(train_x) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

@@ -36,7 +36,7 @@ def test_random_init_finetune_equals_the_recomputed_protocol(repo, tmp_path, cap
     train, val = dm.eval_splits()
     idx = balanced_label_subset(train.labels, 0.2, seed=0)  # data.seed: label subsets do not follow run.seed
     assert result["labelled_size"] == len(idx) and result["val_size"] == len(val.labels) == 360
-    model = random_init_model(target.cfg, dm.num_classes)  # seeded as pretrain seeds it
+    model = random_init_model(target.cfg, dm)  # seeded as pretrain seeds it
     torch.manual_seed(2)
     view = view_augment("strong", dm.image_size, dm.mean, dm.std)
     classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, train.images[idx],
