@@ -53,13 +53,18 @@ def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return path if path.is_file() else None
 
 
-def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The parsed ``summary.json``, or None when missing or unreadable (a partial run)."""
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
-        summary = json.loads((Path(run_dir) / SUMMARY).read_text())
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    return summary if isinstance(summary, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``summary.json``, or None when missing or unreadable (a partial run)."""
+    return read_json(Path(run_dir) / SUMMARY)
 
 
 def run_state(run_dir: str | os.PathLike) -> RunState:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from .. import run_dir as rd
 from ..run_dir import OFFLINE_EVAL
 from .cell import FAILED, read_record
 from .run_state import FINISHED, INTERRUPTED, run_state
@@ -50,11 +51,8 @@ def _cells(sweep_dir: Path) -> list[str]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The JSON object in ``path``; ``{}`` when it is missing or unreadable (``run_dir.read_json``)."""
+    return rd.read_json(path) or {}
 
 
 def _summary(run_dir: Path) -> tuple[dict[str, Any], str | None]:

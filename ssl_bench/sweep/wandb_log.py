@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from ..run_dir import OFFLINE_EVAL
+from ..run_dir import OFFLINE_EVAL, read_json
 
 BASELINE_PREFIX = "random_init-"  # spec.BASELINE cells: evaluated untrained, never pretrained
 REPLAYED = "replayed_from_files"
@@ -57,11 +57,7 @@ def wandb_root(default: str | Path) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json(path) or {}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
