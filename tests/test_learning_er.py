@@ -10,14 +10,14 @@ augmentation), plus ER, all for 10 epochs (625 steps):
 - DINO, SwAV (softmax heads): cross-entropy reconstruction of the teacher's / Sinkhorn targets minus
   the entropy of the batch-mean softmax (weight 1, as configs/*/dino_er.yaml and swav_er.yaml).
 
-Measured (k-NN top-1 %, 10 epochs; seed s = ``pretrain(er_config(method, dir, seed=s))``, random
-init from tests/test_learning.py's table, same subset, backbone and seed):
+Measured 2026-12-06 (k-NN top-1 %, 10 epochs; ``benchmarks/learning_seeds.py`` with
+configs/cifar10-tiny/<method>_er.yaml; random init from tests/test_learning.py's table):
     method        seed 0   seed 1   seed 2     (smallest gain over random init)
     random init    28.71    29.76    28.67
-    BYOL-ER        37.92    38.27    37.34     +8.5
-    SimSiam-ER     34.26    38.27    37.43     +5.6
-    DINO-ER        35.15    35.63    34.98     +5.9
-    SwAV-ER        36.30    36.01    34.43     +5.8
+    BYOL-ER        37.92    37.67    37.43     +7.9
+    SimSiam-ER     34.26    36.93    36.85     +5.5
+    DINO-ER        35.15    34.50    35.58     +4.7
+    SwAV-ER        36.30    36.35    36.36     +6.6
 BYOL-ER and SimSiam-ER took 113-306 s each single-threaded on a shared machine (load 7-12); DINO-ER
 83-88 s and SwAV-ER 62-64 s with one torch thread each, two runs side by side on a quiet 2-core VM.
 """
