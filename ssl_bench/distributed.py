@@ -9,9 +9,18 @@ the one on the whole batch in one process.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+
+def is_launch_rank_zero() -> bool:
+    """True unless this process is a non-zero rank of a multi-process launch (Lightning's DDP
+    launcher re-runs the command in children with LOCAL_RANK set; torchrun/SLURM set RANK). Readable
+    before any process group exists."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def is_distributed() -> bool:

@@ -33,6 +33,7 @@ from .build import (TRAINER_DEFAULTS, build_datamodule, build_loggers, build_met
                     check_model_input, derived_values, method_path, schedule_model)
 from .checkpointing import CKPT_META, LastCheckpoint, truncate_metrics
 from .config import DERIVED, check_run, dump_config, plain
+from .distributed import is_launch_rank_zero
 from .errors import RUN_NOTE, CollectiveTimeoutError, ConfigError, DivergenceError, RunDirectoryError
 from .methods import BaseMethod
 from .stopping import StopOnSigterm, Stopped, collective_timeout_line
@@ -89,12 +90,6 @@ def read_resume_checkpoint(path: Path, model: BaseMethod) -> dict[str, Any]:
         meta["next_log_step"] = int(loop.get("_batches_that_stepped", ckpt.get("global_step", 0)))
     meta.update(epoch=ckpt.get("epoch"), global_step=ckpt.get("global_step"))
     return meta
-
-
-def _is_launch_rank_zero() -> bool:
-    """True unless this process is a non-zero rank of a multi-process launch (Lightning's DDP
-    launcher re-runs the command in children with LOCAL_RANK set; torchrun/SLURM set RANK)."""
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def _limits_reached(summary: dict[str, Any], trainer_kwargs: dict[str, Any]) -> bool:
@@ -180,7 +175,7 @@ def _pretrain(cfg: dict[str, dict[str, Any]], lock: ExitStack) -> dict[str, Any]
     pl.seed_everything(int(run_cfg["seed"]), workers=True, verbose=False)
     name = run_name(cfg)
     run_dir = Path(run_cfg["dir"]) / name
-    rank_zero = _is_launch_rank_zero()
+    rank_zero = is_launch_rank_zero()
     locked = rank_zero and run_dir.is_dir()
     if locked:  # an earlier or concurrent run: its holder is named, if any
         _lock_run_directory(lock, run_dir)

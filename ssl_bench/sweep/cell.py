@@ -127,9 +127,12 @@ def run_cell(sweep_dir: str | Path, cell: str, attempt: str = "") -> dict[str, A
     The cell holds its run directory's lock (``locking.hold``) throughout: a cell process still alive
     from an earlier launch (an orphan of a killed sweep) is named in the new attempt's error instead
     of being trained beside."""
+    from ..distributed import is_launch_rank_zero
     from ..errors import RunDirectoryError
     from ..locking import hold
 
+    if not is_launch_rank_zero():  # a DDP cell's other ranks: rank 0's process holds the directory
+        return _run_locked_cell(sweep_dir, cell, attempt)
     try:
         with hold(sweep_paths(sweep_dir, cell)["run_dir"], "sweep cell directory"):
             return _run_locked_cell(sweep_dir, cell, attempt)
@@ -205,8 +208,10 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if os.environ.get(PARENT_PID_ENV):
-        die_with_parent(int(os.environ[PARENT_PID_ENV]))
+    if os.environ.get(PARENT_PID_ENV):  # the sweep; for a DDP cell's other ranks, rank 0's cell process
+        from ..distributed import is_launch_rank_zero
+
+        die_with_parent(int(os.environ[PARENT_PID_ENV]) if is_launch_rank_zero() else os.getppid())
     sweep_dir, cell, attempt = (argv if argv is not None else sys.argv[1:])[:3]
     record = run_cell(sweep_dir, cell, attempt)
     return {OK: 0, INTERRUPTED: 130}.get(record["status"], 1)
