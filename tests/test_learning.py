@@ -25,9 +25,9 @@ augmentation and the training order, the 4,000-image subset is data.seed's and t
     BYOL           34.83    36.19    34.05     +5.4
     SimSiam        36.53    36.34    34.92     +6.2
     Barlow Twins   35.10    37.16    37.06     +6.4
-(The values first recorded here, 2026-11-22, were stale by 2026-12-06 for seed 0 as well: SimCLR
-gave 41.50 also on the code before the lr and order fixes of issue #21; seeds 1 and 2 had shared
-seed 0's training order until that issue.)
+All at one torch thread; the thread count changes the rounding and acts like another seed (SimCLR
+seed 0 at two threads: 40.85). The values first recorded here (2026-11-22) were taken at another
+thread count and code; seeds 1 and 2 had shared seed 0's training order until issue #21.
 
 With 10 epochs the smallest gains were +5.1 (SimSiam), +5.4 (BYOL) and +5.4 (Barlow Twins); with
 6 epochs at batch 128 and width 32, none of the three cleared the baseline by 4 points. The
