@@ -25,7 +25,7 @@ from ssl_bench.cli import main
 
 TINY = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false"]
-TINY_DATA_MODEL = ["--data.train_subset", "256", "--data.val_subset", "100", "--data.eval_train_subset", "100",
+TINY_DATA_MODEL = ["--data.train_subset", "256", "--data.val_subset", "100", "--data.eval_train_subset", "256",
                    "--data.batch_size", "64", "--data.num_workers", "0", "--model.backbone", "tiny_cnn",
                    "--model.backbone_kwargs", "{width: 8}"]
 TINY_CIFAR = [*TINY, *TINY_DATA_MODEL, "--trainer.accelerator", "cpu"]
