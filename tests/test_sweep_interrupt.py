@@ -22,7 +22,10 @@ def test_ctrl_c_in_a_sweep(repo, tmp_path, who):
     sweep_dir = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, "-m", "ssl_bench.cli", "sweep", str(spec), "--dir", str(sweep_dir)],
                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own group: Ctrl-C of a terminal reaches the whole group
+                            start_new_session=True,  # its own group: Ctrl-C of a terminal reaches the whole group
+                            # a shell's background job (CI started with `&`) inherits SIGINT ignored, and
+                            # Python then installs no KeyboardInterrupt handler: restore the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = sweep_dir / "simclr-digits-s0/checkpoints/last.ckpt"
     deadline = time.time() + 120
     while not ckpt.is_file() and time.time() < deadline:

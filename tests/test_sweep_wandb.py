@@ -74,7 +74,7 @@ def test_cell_is_logged_while_it_trains(live):
     # logged between the cell's start and pretrain's summary.json (a replay would come after the sweep)
     assert record["started"] <= stamps[0] and stamps[-1] <= (run_dir / "summary.json").stat().st_mtime + 0.5
     runtimes = [h["_runtime"] for h in history]
-    assert runtimes == sorted(runtimes) and runtimes[-1] > 1.0
+    assert runtimes == sorted(runtimes) and runtimes[-1] > runtimes[0]  # rows at their own times, not one replay
     assert [h["_step"] for h in history] == list(range(len(history)))
     with (run_dir / "metrics.csv").open(newline="") as f:
         csv_steps = [int(row["step"]) for row in csv.DictReader(f)]
