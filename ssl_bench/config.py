@@ -56,6 +56,16 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
 
 
+def read_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (``parse_yaml``), or ``{}`` when the file is missing, unreadable,
+    not YAML or not a mapping: for readers of run files that must never fail (report, plots, W&B)."""
+    try:
+        data = parse_yaml(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_yaml_file(path: Path, what: str = "config file") -> Any:
     """The parsed YAML of ``path`` (``None`` for an empty file); a missing file or invalid YAML is
     a one-line ConfigError naming ``what`` and the path."""

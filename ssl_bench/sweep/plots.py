@@ -32,11 +32,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from ..config import read_mapping  # noqa: E402
 from .report import TABLE_METRICS, aggregate  # noqa: E402
 from .spec import BASELINE  # noqa: E402
 
@@ -69,14 +69,6 @@ def log_sphere_area(dim: int) -> float:
     return math.log(2.0) + 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim)
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def embedding_dim(run_dir: Path, method: str | None = None) -> int | None:
     """Dimension d of the embeddings whose entropy the collapse monitor logs, or None if unknown.
 
@@ -87,11 +79,11 @@ def embedding_dim(run_dir: Path, method: str | None = None) -> int | None:
     ``config.yaml``'s ``model`` section (only the keys the config sets). A method that monitors
     something else than the embeddings of that key would need its entry in ``MONITORED_DIM_KEY``.
     """
-    model = _load_yaml(run_dir / "config.yaml").get("model")
+    model = read_mapping(run_dir / "config.yaml").get("model")
     model = model if isinstance(model, dict) else {}
     name = model.get("name") or method
     key = MONITORED_DIM_KEY.get(str(name), "proj_dim")
-    for source in (_load_yaml(run_dir / "hparams.yaml"), model):
+    for source in (read_mapping(run_dir / "hparams.yaml"), model):
         value = source.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value

@@ -24,9 +24,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .. import run_dir as rd
+from ..config import read_mapping
 from ..run_dir import OFFLINE_EVAL
 from .cell import FAILED, read_record
 from .run_state import FINISHED, INTERRUPTED, run_state
@@ -115,10 +115,7 @@ def wall_time(record: dict[str, Any], summary: dict[str, Any], run_dir: Path) ->
 def _config(sweep_dir: Path, cell: str) -> dict[str, Any]:
     for path in (sweep_dir / cell / "config.yaml", sweep_dir / "_sweep" / "cells" / f"{cell}.yaml"):
         if path.is_file():
-            try:
-                return yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError:
-                return {}
+            return read_mapping(path)
     return {}
 
 

@@ -39,8 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
 
+from ..config import read_mapping
 from ..run_dir import OFFLINE_EVAL, read_json
 
 BASELINE_PREFIX = "random_init-"  # spec.BASELINE cells: evaluated untrained, never pretrained
@@ -58,14 +58,6 @@ def wandb_root(default: str | Path) -> str:
 
 def _read_json(path: Path) -> dict[str, Any]:
     return read_json(path) or {}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def logs_live(cfg: dict[str, Any]) -> bool:
@@ -113,7 +105,7 @@ def log_cell_results(sweep_dir: str | Path, cell: str, run_dir: str | Path) -> b
     try:
         import wandb
 
-        cfg = _read_yaml(run_dir / "config.yaml")
+        cfg = read_mapping(run_dir / "config.yaml")
         info = cell_run(sweep_dir, cell, cfg)
         summary = {k: v for k, v in _read_json(run_dir / "summary.json").items() if k != "all_metrics"}
         run = wandb.init(project=info["project"], group=info["group"], name=info["name"], job_type=info["job_type"],
@@ -158,7 +150,7 @@ def _log(sweep_dir: Path, project: str, group: str) -> None:
     replayed = []
     for row in rows:
         cell = str(row["cell"])
-        config = _read_yaml(sweep_dir / cell / "config.yaml")
+        config = read_mapping(sweep_dir / cell / "config.yaml")
         if logs_live(config):  # its run holds its history; the cell added its results (log_cell_results)
             continue
         info = {**cell_run(sweep_dir, cell, config, project), "group": group}
