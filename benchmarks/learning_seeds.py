@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ssl_bench.build import build_datamodule, build_trainer, untrained_method
+from ssl_bench.build import untrained_knn
 from ssl_bench.config import load_config
 from ssl_bench.pretrain import pretrain
 
@@ -36,15 +36,6 @@ def run_configs(folder: Path, seed: int) -> dict[str, dict]:
     """Every row of the table: its name and the run config the learning tests use."""
     rows = sorted(p.stem for p in TINY.glob("*.yaml") if p.stem not in SKIP)
     return {row: row_config(row, folder, seed, f"{row}-s{seed}") for row in rows}
-
-
-def untrained_knn(cfg: dict, folder: Path) -> float:
-    """k-NN top-1 of the config's network at random initialisation (``build.untrained_method``)."""
-    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
-    model = untrained_method(cfg["model"], dm, cfg["run"]["seed"])
-    trainer = build_trainer(cfg["trainer"], folder / "baseline", loggers=[])
-    trainer.validate(model, datamodule=dm, verbose=False)
-    return float(trainer.callback_metrics["val_knn_top1"])
 
 
 def measure(name: str, cfg: dict, folder: Path, out: Path) -> dict:

@@ -356,6 +356,16 @@ def untrained_method(model_cfg: dict[str, Any], dm: SSLDataModule, seed: int) ->
     return model
 
 
+def untrained_knn(cfg: dict[str, dict[str, Any]], work_dir: str | Path) -> float:
+    """k-NN top-1 (%) of ``cfg``'s network before any training, as the online monitor measures it at
+    validation (same seed, same data): the honest baseline of the learning tests and benchmarks."""
+    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
+    model = untrained_method(cfg["model"], dm, cfg["run"]["seed"])
+    trainer = build_trainer(cfg["trainer"], Path(work_dir) / "baseline", loggers=[])
+    trainer.validate(model, datamodule=dm, verbose=False)
+    return float(trainer.callback_metrics["val_knn_top1"])
+
+
 def schedule_model(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) -> TrainingSchedule:
     """What every fit does before ``trainer.fit``: derive the schedule and hand it to the method, hand
     the method the training data's facts it declared a need for (``BaseMethod.attach_data``), and tell

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ssl_bench.build import build_datamodule, build_trainer, untrained_method
+from ssl_bench.build import untrained_knn
 from ssl_bench.config import load_config
 
 MARGIN = 4.0  # percentage points of k-NN top-1 over random init that a learning test asks for
@@ -33,16 +33,6 @@ def learning_config(row: str, run_dir: str | Path, seed: int | None = None, pipe
         cfg["trainer"].update(max_epochs=epochs, check_val_every_n_epoch=epochs)
     cfg["run"].update(dir=str(run_dir), name=f"{cfg['model']['name']}-{pipeline}")
     return cfg
-
-
-def untrained_knn(cfg: dict[str, dict[str, Any]], tmp_path: Path) -> float:
-    """k-NN top-1 of the network ``cfg`` builds, before any training (same seed, same data): the
-    honest baseline (``build.untrained_method``)."""
-    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
-    model = untrained_method(cfg["model"], dm, cfg["run"]["seed"])
-    trainer = build_trainer(cfg["trainer"], Path(tmp_path) / "baseline", loggers=[])
-    trainer.validate(model, datamodule=dm, verbose=False)
-    return float(trainer.callback_metrics["val_knn_top1"])
 
 
 def random_init_knn(row: str, tmp_path: Path, seed: int | None = None) -> float:
