@@ -89,11 +89,16 @@ def describe(run_dir: str | os.PathLike) -> str:
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file renamed over it: a kill mid-write leaves
-    the old file or the new one, never half of one."""
+    the old file or the new one, never half of one. The temporary name carries the process id, so
+    two processes writing the same file never write into one temporary file; a failed write removes it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def clear_run(run_dir: str | os.PathLike) -> list[str]:

@@ -83,3 +83,16 @@ def test_overwrite_removes_what_was_computed_from_the_old_checkpoint(repo, tmp_p
     left = sorted(p.name for p in run.iterdir())
     assert not set(rd.DERIVED_ARTEFACTS) & set(left), left
     assert "notes.txt" in left and (run / "summary.json").is_file()
+
+
+def test_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    rd.write_atomic(target, "old")
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rd.os, "replace", fail)
+    with pytest.raises(OSError):
+        rd.write_atomic(target, "new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

@@ -47,9 +47,7 @@ def read_record(sweep_dir: str | Path, cell: str) -> dict[str, Any] | None:
 def write_record(sweep_dir: str | Path, cell: str, record: dict[str, Any]) -> None:
     path = sweep_paths(sweep_dir, cell)["record"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record, indent=2))
 
 
 def one_line(err: BaseException) -> str:
@@ -117,7 +115,7 @@ def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], ra
         from ..config import dump_config
 
         dump_config(target.cfg, run_dir / "config.yaml")
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return grid
 
 

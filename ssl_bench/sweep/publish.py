@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..run_dir import write_atomic
 from .plots import make_plots
 from .report import read_json, collect_rows, markdown, write_csv
 
@@ -20,7 +21,7 @@ def build_report(sweep_dir: str | Path, wandb: bool = False) -> list[Path]:
     meta = read_json(sweep_dir / "_sweep" / "sweep.json")
     name = meta.get("name") or sweep_dir.name
     write_csv(rows, sweep_dir / "results.csv")
-    (sweep_dir / "results.md").write_text(markdown(rows, name))
+    write_atomic(sweep_dir / "results.md", markdown(rows, name))
     paths = [sweep_dir / "results.csv", sweep_dir / "results.md", *make_plots(sweep_dir, rows)]
     if wandb:
         from .wandb_log import log_to_wandb  # wandb is imported only when asked for

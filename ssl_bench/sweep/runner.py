@@ -30,7 +30,7 @@ from typing import Any
 from .. import locking
 from ..config import dump_config
 from ..errors import ConfigError
-from ..run_dir import OFFLINE_EVAL
+from ..run_dir import OFFLINE_EVAL, write_atomic
 from .cell import FAILED, OK, PARENT_PID_ENV, read_record, sweep_paths, write_record
 from .run_state import FINISHED, INTERRUPTED, run_state
 from .progress import Progress
@@ -74,8 +74,8 @@ def prepare(spec: Spec) -> None:
     (meta / "logs").mkdir(parents=True, exist_ok=True)
     for cell in spec.cells:
         dump_config(cell.config, sweep_paths(spec.dir, cell.name)["config"])
-    (meta / "eval.json").write_text(json.dumps(spec.eval, indent=2))
-    (meta / "sweep.json").write_text(json.dumps({"name": spec.name, "spec": str(spec.path),
+    write_atomic(meta / "eval.json", json.dumps(spec.eval, indent=2))
+    write_atomic(meta / "sweep.json", json.dumps({"name": spec.name, "spec": str(spec.path),
                                                  "cells": [c.name for c in spec.cells], "wandb": spec.wandb},
                                                 indent=2))
 
