@@ -27,15 +27,15 @@ from test_scan_paws_learning import SCAN_SETTINGS, simclr_checkpoint  # noqa: E4
 
 from ssl_bench.eval import scan  # noqa: E402
 from ssl_bench.metrics.clustering import clustering_metrics  # noqa: E402
-from ssl_bench.build import build_datamodule  # noqa: E402
+from ssl_bench.eval import EvalTarget  # noqa: E402
 
 
 @functools.cache
 def kmeans_baselines(ckpt: Path, seed: int) -> dict[str, float]:
     """k-means ACC on the frozen backbone features and on the frozen projector output."""
     s = SCAN_SETTINGS(seed)
-    method, cfg, _ = scan.load_checkpoint(ckpt)
-    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
+    target = EvalTarget(ckpt)
+    method, dm = target.model(), target.dm
     train, val, norm = dm.source.train, dm.source.val, dm.eval_batch_transform
     out = {}
     for name, encoder in scan.feature_encoders(method).items():

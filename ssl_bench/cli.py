@@ -66,6 +66,14 @@ def _bool(text: str) -> bool:
 _ARG_TYPES = {int: int, float: float, str: str, bool: _bool}
 
 
+def _or_none(kind: type):
+    """A flag's type for a ``T | None`` setting: ``none`` or ``null`` gives None."""
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else _ARG_TYPES[kind](text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def protocol_flags() -> dict[str, dict]:
     """Every setting of the registered protocols as one ``--<setting>`` flag of ``ssl-bench eval``
     (a name two protocols share is one flag): name -> {"type", "help", "defaults": {protocol: default}}."""
@@ -74,7 +82,9 @@ def protocol_flags() -> dict[str, dict]:
     flags: dict[str, dict] = {}
     for name, cls in PROTOCOLS.items():
         for spec in setting_specs(cls):
-            flag = flags.setdefault(spec.name, {"type": spec.type, "help": spec.help, "defaults": {}})
+            flag = flags.setdefault(spec.name, {"type": spec.type, "optional": False, "help": spec.help,
+                                                "defaults": {}})
+            flag["optional"] |= spec.optional
             flag["defaults"][name] = spec.default
     return flags
 
@@ -93,13 +103,16 @@ def _add_protocol_arguments(e: argparse.ArgumentParser) -> None:
         defaults = flag["defaults"]
         shown = (f"default {next(iter(defaults.values()))}" if len(set(map(repr, defaults.values()))) == 1
                  else "defaults: " + ", ".join(f"{p} {d}" for p, d in defaults.items()))
-        group.add_argument(f"--{name}", type=_ARG_TYPES[flag["type"]], default=None, metavar=name.upper(),
+        kind = _or_none(flag["type"]) if flag["optional"] else _ARG_TYPES[flag["type"]]
+        group.add_argument(f"--{name}", type=kind, default=None, metavar=name.upper(),
                            help=f"[{', '.join(defaults)}] {flag['help']} ({shown})")
 
 
-def _protocol_settings(args: argparse.Namespace, overrides: list[str]) -> tuple[dict, list[str]]:
-    """(the protocol settings given, the other arguments): the registered protocols' flags are
-    parsed already; ``--<name> VALUE`` of a protocol given by import path is read here (as YAML)."""
+def _protocol_settings(args: argparse.Namespace, overrides: list[str], protocol: str) -> tuple[dict, list[str]]:
+    """(the protocol settings given, the other arguments). The config language's name of a setting
+    is ``eval.<protocol>.<setting>`` (as in a sweep spec's ``eval:`` section): ``--eval.knn.k 200``.
+    The registered protocols' ``--<setting>`` flags (parsed already) and ``--<name> VALUE`` of a
+    protocol given by import path (read here, as YAML) are the short forms."""
     import yaml
 
     from .config import SECTIONS, parse_yaml
@@ -109,7 +122,8 @@ def _protocol_settings(args: argparse.Namespace, overrides: list[str]) -> tuple[
     while i < len(overrides):
         arg = overrides[i]
         key, eq, value = arg[2:].partition("=")
-        if not arg.startswith("--") or "." in key or key in SECTIONS:
+        section = key.split(".", 1)[0]
+        if not arg.startswith("--") or ("." in key and section != "eval") or key in SECTIONS:
             rest.append(arg)
             i += 1
             continue
@@ -118,6 +132,12 @@ def _protocol_settings(args: argparse.Namespace, overrides: list[str]) -> tuple[
                 raise ValueError(f"--{key} needs a value")
             value, i = overrides[i + 1], i + 1
         i += 1
+        if section == "eval":
+            parts = key.split(".")
+            if len(parts) != 3 or parts[1] != protocol:
+                raise ValueError(f"--{key}: protocol settings are --eval.{protocol}.<setting> (the protocol "
+                                 f"given by --protocol)")
+            key = parts[2]
         try:
             settings[key] = parse_yaml(value)
         except yaml.YAMLError:
@@ -126,15 +146,21 @@ def _protocol_settings(args: argparse.Namespace, overrides: list[str]) -> tuple[
 
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from .config import SECTIONS, apply_overrides
+    from .config import SECTIONS, apply_overrides, to_yaml
     from .eval import evaluate
     from .eval.registry import resolve_protocol
 
-    settings, overrides = _protocol_settings(args, overrides)
+    settings, overrides = _protocol_settings(args, overrides, args.protocol)
     given = apply_overrides({s: {} for s in SECTIONS}, overrides)
     if given["trainer"]:
         raise ValueError("ssl-bench eval takes --data.<key>, --model.<key> and --run.<key> overrides only")
     cls = resolve_protocol(args.protocol)
+    if args.print_config:
+        from .eval.run import resolved_eval_config
+
+        print(to_yaml(resolved_eval_config(args.ckpt, args.protocol, given, config=args.config,
+                                           random_init=args.random_init, settings=settings)), end="")
+        return 0
     result = evaluate(args.ckpt, args.protocol, given["data"], config=args.config, random_init=args.random_init,
                       label_fraction=args.label_fraction, label_indices_file=args.label_indices,
                       model_overrides=given["model"], run_overrides=given["run"], out=args.out, settings=settings)
@@ -149,17 +175,15 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
     import yaml
 
-    from .config import parse_yaml
+    from .config import SECTIONS, apply_overrides, parse_yaml
     from .sweep.runner import run_sweep
 
-    if overrides:
-        raise ValueError(f"unexpected argument(s) {' '.join(overrides)}; ssl-bench sweep takes SPEC.yaml "
-                         "and --dir/--dry-run/--backend/--parallel/--only/--methods/--seeds/--set")
-    sets = {}
-    for item in args.set or []:
+    given = apply_overrides({s: {} for s in SECTIONS}, overrides)  # --section.key VALUE, as pretrain takes them
+    sets = {f"{section}.{key}": value for section in SECTIONS for key, value in given[section].items()}
+    for item in args.set or []:  # the earlier form, --set section.key=value
         key, eq, value = item.partition("=")
         if not eq:
-            raise ValueError(f"--set {item}: use --set section.key=value")
+            raise ValueError(f"--set {item}: use --set section.key=value (or --section.key VALUE)")
         try:  # as ssl-bench pretrain reads --section.key VALUE (config.apply_overrides): 1e-3 is a float
             sets[key] = parse_yaml(value)
         except yaml.YAMLError:
@@ -168,9 +192,15 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:
         raise ValueError(f"--seeds {args.seeds}: use comma-separated integers, e.g. 0,1,2") from None
+    methods = args.methods.split(",") if args.methods else None
+    if args.print_config:
+        from .config import to_yaml
+        from .sweep.spec import resolved_spec
+
+        print(to_yaml(resolved_spec(args.spec, args.dir, methods=methods, seeds=seeds, overrides=sets)), end="")
+        return 0
     return run_sweep(args.spec, sweep_dir=args.dir, dry_run=args.dry_run, backend=args.backend,
-                     parallel=args.parallel, only=args.only, methods=args.methods.split(",") if args.methods else None,
-                     seeds=seeds, overrides=sets)
+                     parallel=args.parallel, only=args.only, methods=methods, seeds=seeds, overrides=sets)
 
 
 def _report(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -210,20 +240,25 @@ def _list(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _scan(args: argparse.Namespace, overrides: list[str]) -> int:
-    from .config import apply_overrides, load_config
+    from .config import apply_overrides, to_yaml
     from .errors import ConfigError
     from .eval.scan import load_job, run_scan, settings_from_args
 
-    data = apply_overrides(load_config(None), overrides)
-    if any(data[s] for s in ("model", "trainer")):
-        raise ValueError("ssl-bench scan takes only --data.<key> overrides")
+    given = apply_overrides({"scan": {}, "data": {}}, overrides)  # --scan.<setting> and --data.<key>
     job = load_job(args.config) if args.config else {}
     ckpt = args.ckpt or job.get("ckpt")
+    settings = settings_from_args(args, {**job.get("scan", {}), **given["scan"]})
+    data = {**job.get("data", {}), **given["data"]}
+    out, device = args.out or job.get("out"), args.device or job.get("device")
+    if args.print_config:
+        from dataclasses import asdict
+
+        settings.check()
+        print(to_yaml({"ckpt": ckpt, "out": out, "device": device, "data": data, "scan": asdict(settings)}), end="")
+        return 0
     if not ckpt:
         raise ConfigError("ssl-bench scan needs a checkpoint: --ckpt CKPT, or a --config file with 'ckpt: CKPT'")
-    summary = run_scan(ckpt, settings_from_args(args, job.get("scan")), out=args.out or job.get("out"),
-                       overwrite=args.overwrite, data_overrides={**job.get("data", {}), **data["data"]},
-                       device=args.device or job.get("device"))
+    summary = run_scan(ckpt, settings, out=out, overwrite=args.overwrite, data_overrides=data, device=device)
     print(f"SCAN on {summary['method']} / {summary['dataset']}: results in {summary['out_dir']}")
     return 0
 
@@ -253,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "fraction of the train labels (e.g. 0.01, 0.1)")
     e.add_argument("--label-indices", help="few-label evaluation: a file of train indices (JSON list or one per line)")
     _add_protocol_arguments(e)
+    e.add_argument("--print-config", action="store_true",
+                   help="print what would be evaluated (model, data, the protocol's settings with every default) "
+                        "and exit; nothing is loaded beyond the config")
     e.add_argument("--out", help="write results (evals/) and cached features here instead of the run directory "
                                  "(e.g. for a read-only shared checkpoint)")
     e.set_defaults(func=_eval)
@@ -269,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--methods", help="comma-separated methods instead of the spec's (e.g. simclr,byol)")
     s.add_argument("--seeds", help="comma-separated seeds instead of the spec's (e.g. 0,1)")
     s.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="an override for every cell, applied last (repeatable): --set trainer.max_epochs=2")
+                   help="an override for every cell, applied last (repeatable): --set trainer.max_epochs=2; "
+                        "the same as --trainer.max_epochs 2")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the resolved spec (each cell's config with the overrides) and exit")
     s.set_defaults(func=_sweep)
     r = sub.add_parser("report", help="rebuild results.csv, results.md and plots of a sweep directory")
     r.add_argument("sweep_dir")

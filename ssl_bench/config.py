@@ -18,7 +18,10 @@ import yaml
 
 from .errors import ConfigError, did_you_mean
 
-SECTIONS = ("model", "data", "trainer", "run")
+SECTIONS = ("model", "data", "trainer", "run")  # a pretraining config
+#: the config language's other sections: ``eval.<protocol>.<setting>`` (``ssl-bench eval``, a sweep's
+#: ``eval:``) and ``scan.<setting>`` (``ssl-bench scan`` and its job file)
+EVAL_SECTIONS = ("eval", "scan")
 #: the entry of a written config.yaml (and --print-config) holding the values derived from the
 #: sections (global batch, scaled lr, steps, seeds: ``build.derived_values``); output only, recomputed
 #: on every run, so a config read back ignores it
@@ -100,7 +103,8 @@ def load_config(path: str | Path | None) -> dict[str, dict[str, Any]]:
 
 
 def apply_overrides(cfg: dict[str, dict[str, Any]], args: list[str]) -> dict[str, dict[str, Any]]:
-    """Apply ``--section.key[.sub] value`` / ``--section.key=value`` overrides; values are parsed
+    """Apply ``--section.key[.sub] value`` / ``--section.key=value`` overrides to the sections of
+    ``cfg`` (the ones a command takes; another section is one line); values are parsed
     as YAML (``1`` -> int, ``[0.2, 1.0]`` -> list, ``null`` -> None). ``--model NAME`` sets the
     method (a registered name or an importable ``pkg.module.Class``)."""
     i = 0
@@ -117,9 +121,10 @@ def apply_overrides(cfg: dict[str, dict[str, Any]], args: list[str]) -> dict[str
         path = key.split(".")
         if path == ["model"]:
             path = ["model", "name"]
-        if path[0] not in SECTIONS or len(path) < 2:
-            hint = did_you_mean(path[0], SECTIONS) if path[0] not in SECTIONS else ""
-            raise ConfigError(f"unknown override --{key}; keys look like --{{{','.join(SECTIONS)}}}.<key>{hint}")
+        sections = list(cfg)  # the sections this command takes
+        if path[0] not in sections or len(path) < 2:
+            hint = did_you_mean(path[0], sections) if path[0] not in sections else ""
+            raise ConfigError(f"unknown override --{key}; keys look like --{{{','.join(sections)}}}.<key>{hint}")
         node = cfg[path[0]]
         for part in path[1:-1]:
             node = node.setdefault(part, {})

@@ -68,7 +68,7 @@ def test_scan_bad_input_is_one_line(digits_ckpt, tmp_path, capsys):
     assert main(["scan", "--ckpt", digits_ckpt, "--scan_augment", "huge", "--out", str(tmp_path / "o")]) == 2
     assert "scan.scan_augment must be one of strong, weak, none" in capsys.readouterr().err
     assert main(["scan", "--ckpt", digits_ckpt, "--model.lr", "1"]) == 2
-    assert "only --data.<key> overrides" in capsys.readouterr().err
+    assert "unknown override --model.lr; keys look like --{scan,data}.<key>" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="num_heads"):
         run_scan(digits_ckpt, ScanSettings(num_heads=0), out=tmp_path / "o2")
 
@@ -77,9 +77,10 @@ def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monk
     """``mine_on`` / ``heads_on``: projector mines on (and clusters) the projection output, and the
     neighbour cache is keyed by it; ``self_label_update_backbone`` decides alone whether stage 3
     moves the network under the heads (stage 2 runs no epochs here)."""
-    from ssl_bench.eval import scan
+    from ssl_bench.eval import EvalTarget, scan
 
-    method, cfg, _ = scan.load_checkpoint(digits_ckpt)
+    target = EvalTarget(digits_ckpt)
+    method, dm = target.model(), target.dm
     encoders = scan.feature_encoders(method)
     assert set(encoders) == {"backbone", "projector"} and encoders["projector"][0] is encoders["backbone"]
     s = ScanSettings(scan_epochs=0, self_label_epochs=1, num_heads=2, kmeans_init=1, batch_size=64,
@@ -87,7 +88,6 @@ def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monk
     run_scan(digits_ckpt, ScanSettings(**{**s.__dict__, "mine_on": "backbone"}), out=tmp_path / "o",
              log=lambda _: None)
     run_scan(digits_ckpt, s, out=tmp_path / "o", overwrite=True, log=lambda _: None)  # must not reuse
-    dm = scan.build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
     proj_x = scan.embed_images(encoders["projector"], dm.source.train.images, dm.eval_batch_transform)
     cached = torch.load(tmp_path / "o/neighbors.pt", weights_only=True)["indices"]
     assert torch.equal(cached, mine_neighbors(proj_x, 5))

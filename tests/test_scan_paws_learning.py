@@ -32,7 +32,8 @@ from ssl_bench.data.labelled import labelled_indices
 from ssl_bench.build import build_datamodule
 from ssl_bench.pretrain import pretrain
 from ssl_bench.data.recipes import view_augment
-from ssl_bench.eval.scan import ScanSettings, load_checkpoint, run_scan
+from ssl_bench.eval import EvalTarget
+from ssl_bench.eval.scan import ScanSettings, run_scan
 from ssl_bench.fitting import accuracy, train_supervised
 
 pytestmark = pytest.mark.slow
@@ -95,8 +96,7 @@ def paws_finetuned(folder: Path, seed: int = 0) -> float:
     """The PAWS backbone pretrained in ``folder`` (by :func:`paws_config`), fine-tuned on its labelled
     subset with the supervised-only recipe (PAWS paper, Sec. 5: fine-tuning after pretraining)."""
     ckpt = folder / paws_config(folder, seed)["run"]["name"] / "checkpoints" / "last.ckpt"  # run name: args-independent
-    method, _, _ = load_checkpoint(ckpt)
-    return supervised_baseline(seed, init=method.backbone)
+    return supervised_baseline(seed, init=EvalTarget(ckpt).model().backbone)
 
 
 def test_scan_beats_kmeans_on_the_same_features(learning_runs, tmp_path):

@@ -16,3 +16,7 @@ from .registry import (PROTOCOLS, EvalProtocol, accuracy_metrics, make_settings,
                        resolve_protocol, setting, setting_specs)
 from .run import evaluate, evaluate_grid, headline_column, offline_key  # noqa: F401
 from .target import EvalTarget  # noqa: F401
+
+__all__ = ["PROTOCOLS", "EvalProtocol", "EvalTarget", "accuracy_metrics", "evaluate", "evaluate_grid", "finetune",
+           "headline_column", "knn", "linear", "make_settings", "offline_key", "register_protocol", "resolve_protocol",
+           "scan", "setting", "setting_specs"]

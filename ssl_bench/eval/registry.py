@@ -67,6 +67,7 @@ class SettingSpec:
     help: str
     check: Callable[[Any], bool] | None
     must: str
+    optional: bool = False  # declared ``T | None``: None is a value (e.g. "the dataset's class count")
 
 
 @dataclass
@@ -91,6 +92,7 @@ class EvalProtocol:
     metric: ClassVar[str] = "top1"  # the headline metric (a sweep's column)
     higher_is_better: ClassVar[bool] = True  # which end of a grid is its best
     needs_features: ClassVar[bool] = True  # False: works on the images (the frozen features are not extracted)
+    uses_labels: ClassVar[bool] = True  # False: label fractions do not apply (refused; a sweep skips it there)
 
     def run(self, target: Any, settings: Any, labelled: Tensor | None) -> dict[str, float]:
         raise NotImplementedError
@@ -139,8 +141,12 @@ def setting_specs(cls: type[EvalProtocol]) -> list[SettingSpec]:
     for f in dataclasses.fields(settings):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
-        out.append(SettingSpec(f.name, hints.get(f.name), default, f.metadata.get("help", ""),  # type: ignore[arg-type]
-                               f.metadata.get("check"), f.metadata.get("must", "")))
+        kind, optional = hints.get(f.name), False
+        args = typing.get_args(kind)
+        if type(None) in args and len(args) == 2:  # ``T | None`` / ``Optional[T]``
+            kind, optional = next(a for a in args if a is not type(None)), True
+        out.append(SettingSpec(f.name, kind, default, f.metadata.get("help", ""),  # type: ignore[arg-type]
+                               f.metadata.get("check"), f.metadata.get("must", ""), optional))
     return out
 
 
@@ -155,7 +161,8 @@ def check_protocol_class(cls: Any) -> None:
     specs = setting_specs(cls)
     for s in specs:
         if s.type not in SETTING_TYPES:
-            raise TypeError(f"{where}: setting {s.name} has type {s.type}; allowed: int, float, bool, str")
+            raise TypeError(f"{where}: setting {s.name} has type {s.type}; allowed: int, float, bool, str "
+                            "(or one of them | None)")
         if s.default is dataclasses.MISSING:
             raise TypeError(f"{where}: setting {s.name} needs a default")
         if s.name in RESERVED_SETTINGS:
@@ -222,11 +229,14 @@ def _label(where: str | None, key: str, value: Any = dataclasses.MISSING) -> str
 def check_value(cls: type[EvalProtocol], spec: SettingSpec, value: Any, where: str | None) -> Any:
     """``value`` as the setting's type (an integer for a float), or one line naming the key."""
     given = value  # as written, in a message
+    if value is None and spec.optional:
+        return None
     ok = isinstance(value, spec.type) and not (isinstance(value, bool) and spec.type is not bool)
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:
-        raise ConfigError(f"{_label(where, spec.name, given)} must be {SETTING_TYPES[spec.type]} "
+        raise ConfigError(f"{_label(where, spec.name, given)} must be {SETTING_TYPES[spec.type]}"
+                          f"{' or null' if spec.optional else ''} "
                           f"(a setting of protocol {cls.name})")
     if spec.check is not None and not spec.check(value):
         raise ConfigError(f"{_label(where, spec.name, given)} {spec.must or 'is not allowed'}")

@@ -21,6 +21,7 @@ alone). ``evaluate_grid`` runs a sweep's ``eval:`` section on one checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -29,11 +30,12 @@ from typing import Any
 from torch import Tensor
 
 from .. import run_dir as rd
-from ..config import dump_config
+from ..config import dump_config, load_config
+from ..errors import ConfigError
 from ..data.label_subset import balanced_label_subset
 from ..run_dir import write_atomic
 from .registry import EvalProtocol, address_of, grid_settings, is_builtin, make_settings, resolve_protocol, setting_specs
-from .target import EvalTarget, label_indices
+from .target import EvalTarget, label_indices, run_dir_of
 
 
 def result_name(settings: dict[str, Any], part: str | None = None) -> str:
@@ -80,6 +82,8 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
         target.model()  # the mismatch check comes before anything is trained
         train_y, val_y = (split.labels.cpu() for split in target.dm.eval_splits())
         cached = None
+    if not cls.uses_labels and (label_fraction is not None or label_indices_file is not None):
+        raise ConfigError(f"protocol {cls.name} uses no labels: --label-fraction and --label-indices do not apply")
     idx = label_indices(train_y, label_fraction, label_indices_file, subset_seed)
     proto.check(target, chosen, idx)
     metrics = proto.run(target, chosen, idx)
@@ -103,6 +107,25 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
     write_atomic(out, json.dumps(result, indent=2))
     result["path"] = str(out)
     return result
+
+
+def resolved_eval_config(ckpt: str | Path | None, protocol: str, overrides: dict[str, dict[str, Any]],
+                         config: str | Path | None = None, random_init: bool = False,
+                         settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``ssl-bench eval --print-config``: the config an evaluation would use (the run's
+    ``config.yaml`` or ``--config``, with the overrides) and the protocol's settings with every
+    default, under ``eval.<protocol>``; reads no checkpoint and no data."""
+    cls = resolve_protocol(protocol)
+    chosen = make_settings(cls, settings)
+    if config is None:
+        if ckpt is None:
+            raise ConfigError("give --ckpt CKPT, or --config CONFIG")
+        config = run_dir_of(Path(ckpt)) / "config.yaml"
+    cfg = load_config(config)
+    for section, values in overrides.items():
+        cfg.setdefault(section, {}).update(values)
+    return {"ckpt": None if ckpt is None else str(ckpt), "random_init": random_init,
+            **{s: cfg[s] for s in ("model", "data", "run")}, "eval": {cls.name: dataclasses.asdict(chosen)}}
 
 
 # ----------------------------------------------------------------------------- the sweep's grid
@@ -155,5 +178,6 @@ def evaluate_grid(target: EvalTarget, protocols: dict[str, dict[str, Any]],
         for frac in label_fractions:
             idx = balanced_label_subset(train_y, frac, int(target.dm.hparams.seed))  # data.seed, see evaluate()
             for cls, proto, points in runs:
-                out[offline_key(cls, f"labels{frac:g}")] = score(cls, proto, points[0], idx)
+                if cls.uses_labels:
+                    out[offline_key(cls, f"labels{frac:g}")] = score(cls, proto, points[0], idx)
     return out

@@ -37,10 +37,11 @@ keeps the paper's algorithm readable in one place.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -50,8 +51,7 @@ from torch import Tensor, nn
 
 from .. import losses
 from .. import run_dir as rd
-from ..build import build_datamodule, load_method_checkpoint
-from ..config import check_kwargs, check_types, load_config, read_yaml_file
+from ..config import check_kwargs, check_types, read_yaml_file
 from ..data.batched_augment import BatchedViewAugment
 from ..data.recipes import view_augment
 from ..data.tree_images import (Images, close as close_images, embed_images, hold_or_stream, how_held, image_batches,
@@ -60,34 +60,39 @@ from ..errors import ConfigError, did_you_mean
 from ..fitting import fit_epochs
 from ..methods import BaseMethod
 from ..metrics.clustering import clustering_metrics
-from ..run_dir import load_checkpoint_file, load_lightning_checkpoint, write_atomic
+from ..run_dir import load_checkpoint_file, write_atomic
+from .registry import EvalProtocol, make_settings, register_protocol, setting, setting_specs
+from .target import EvalTarget
 
 
 @dataclass
 class ScanSettings:
-    """SCAN hyperparameters. Paper / official CIFAR-10 values in brackets; the defaults of the
-    short CPU runs differ only in epochs and batch size."""
+    """SCAN hyperparameters: the ``scan`` section of the config language (``--scan.<name>`` on
+    ``ssl-bench scan``, ``eval: {scan: {...}}`` in a sweep, ``--<name>`` on ``ssl-bench eval``).
+    Paper / official CIFAR-10 values in brackets; the defaults of the short CPU runs differ only in
+    epochs and batch size."""
 
-    num_neighbors: int = 20          # K [20]
-    num_heads: int = 10              # clustering heads, best by loss [10]
-    num_clusters: int | None = None  # default: the dataset's number of classes
-    entropy_weight: float = 5.0      # lambda [5.0]
-    scan_epochs: int = 50            # [50 on CIFAR-10]
-    self_label_epochs: int = 25      # [200 on CIFAR-10]
-    batch_size: int = 128            # [128 SCAN, 1000 self-label]
-    lr: float = 1e-4                 # Adam [1e-4]
-    weight_decay: float = 1e-4       # [1e-4]
-    threshold: float = 0.99          # self-labelling confidence [0.99]
-    class_balance: bool = True       # self-labelling class weights [True]
-    scan_augment: str = "strong"     # SCAN-step views of anchors and neighbours: strong, weak or none
-    update_backbone: bool = True     # [True: both stages update the whole network]
-    mine_on: str = "backbone"        # neighbours from: backbone or projector [the official code: projector]
-    heads_on: str = "backbone"       # clustering heads on: backbone or projector (then it is fine-tuned too) [backbone]
-    self_label_lr: float | None = None              # stage 3's Adam lr; None: lr [1e-4]
-    self_label_update_backbone: bool | None = None  # None: update_backbone [True]
-    chunk_size: int = 1024           # neighbour mining: query rows per similarity matrix
-    kmeans_init: int = 10            # k-means restarts (scikit-learn's n_init)
-    seed: int = 0
+    num_neighbors: int = setting(20, "K nearest neighbours mined per image [20]")
+    num_heads: int = setting(10, "clustering heads trained at once; the one with the lowest SCAN loss is kept [10]")
+    num_clusters: int | None = setting(None, "clusters (none: the dataset's number of classes)")
+    entropy_weight: float = setting(5.0, "SCAN loss: weight of the entropy of the mean assignment [5.0]")
+    scan_epochs: int = setting(50, "SCAN-step epochs [50 on CIFAR-10]")
+    self_label_epochs: int = setting(25, "self-labelling epochs [200 on CIFAR-10]")
+    batch_size: int = setting(128, "SCAN and self-labelling batch size [128 / 1000]")
+    lr: float = setting(1e-4, "Adam learning rate [1e-4]")
+    weight_decay: float = setting(1e-4, "Adam weight decay [1e-4]")
+    threshold: float = setting(0.99, "self-labelling confidence threshold [0.99]")
+    class_balance: bool = setting(True, "self-labelling: class-balanced cross-entropy [true]")
+    scan_augment: str = setting("strong", "SCAN-step views of anchors and neighbours: strong, weak or none")
+    update_backbone: bool = setting(True, "both stages update the whole network [true]")
+    mine_on: str = setting("backbone", "neighbours from: backbone or projector [official code: projector]")
+    heads_on: str = setting("backbone", "clustering heads on: backbone or projector (fine-tuned too) [backbone]")
+    self_label_lr: float | None = setting(None, "self-labelling Adam lr (none: lr) [1e-4]")
+    self_label_update_backbone: bool | None = setting(None, "self-labelling updates the backbone (none: "
+                                                            "update_backbone) [true]")
+    chunk_size: int = setting(1024, "neighbour mining: query rows per similarity matrix")
+    kmeans_init: int = setting(10, "k-means restarts of the baseline (scikit-learn's n_init)")
+    seed: int = setting(0, "seed of the heads, the pairs and the augmentations")
 
     def check(self) -> None:
         positive = ("num_neighbors", "num_heads", "batch_size", "chunk_size", "kmeans_init")
@@ -146,21 +151,6 @@ class ClusterModel(nn.Module):
 
 
 # --------------------------------------------------------------------------- loading and features
-
-def load_checkpoint(ckpt: str | Path) -> tuple[BaseMethod, dict[str, Any], Path]:
-    """The method of a pretraining checkpoint (``build.load_method_checkpoint``, the one loader), its
-    run config and run dir (the checkpoint's ``checkpoints/`` parent)."""
-    ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint not found: {ckpt}")
-    blob = load_lightning_checkpoint(ckpt, "scan checkpoint")  # pickled objects or a broken file: one line
-    run_dir = ckpt.resolve().parent.parent
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt})")
-    cfg = load_config(run_dir / "config.yaml")
-    model = load_method_checkpoint(ckpt, "scan checkpoint", cfg["model"], f"{run_dir / 'config.yaml'}", blob)
-    return model, cfg, run_dir
-
 
 def feature_encoders(method: BaseMethod) -> dict[str, nn.Module]:
     """Copies of the pretrained ``backbone`` and, where the method has one, ``projector`` (the
@@ -344,32 +334,36 @@ def output_dir(run_dir: Path, out: str | Path | None, overwrite: bool) -> Path:
 def run_scan(ckpt: str | Path, settings: ScanSettings | None = None, out: str | Path | None = None,
              overwrite: bool = False, data_overrides: dict[str, Any] | None = None,
              device: str | None = None, log=print, memory_limit_mb: float | None = None) -> dict[str, Any]:
-    """The three stages; returns the summary also written to ``<out>/summary.json``.
-    ``memory_limit_mb``: how much of an image tree is held in memory (default
-    ``$SSL_BENCH_TREE_MEMORY_MB``, else 2048; see the module docstring)."""
+    """``ssl-bench scan``: the three stages on a checkpoint (read as ``ssl-bench eval`` reads it,
+    ``eval.target.EvalTarget``); returns the summary also written to ``<out>/summary.json``."""
     s = settings or ScanSettings()
     s.check()
-    method, cfg, run_dir = load_checkpoint(ckpt)
-    dm = build_datamodule({**cfg["data"], **(data_overrides or {})}, seed=int(cfg["run"]["seed"]))
-    src = dm.source
-    out_dir = output_dir(run_dir, out, overwrite)
+    target = EvalTarget(ckpt, overrides={"data": data_overrides or {}})
+    return scan_target(target, s, output_dir(target.run_dir, out, overwrite), device, log, memory_limit_mb)
+
+
+def scan_target(target: EvalTarget, s: ScanSettings, out_dir: Path, device: str | None = None, log=print,
+                memory_limit_mb: float | None = None) -> dict[str, Any]:
+    """The three stages on ``target`` (a checkpoint, or a model at random init), results in ``out_dir``.
+    ``memory_limit_mb``: how much of an image tree is held in memory (default
+    ``$SSL_BENCH_TREE_MEMORY_MB``, else 2048; see the module docstring)."""
+    method, dm = target.model(), target.dm
     encoders = feature_encoders(method)
     if {s.mine_on, s.heads_on} - set(encoders):
         raise ConfigError(f"scan: {type(method).__name__} has no projector; mine_on and heads_on must be backbone")
     dataset = dm.hparams.dataset
-    images, val_images = hold_or_stream([src.train, src.val], dm.image_size, int(dm.hparams.num_workers),
+    images, val_images = hold_or_stream([dm.source.train, dm.source.val], dm.image_size, int(dm.hparams.num_workers),
                                         memory_limit_mb, names=(f"scan train ({dataset})", f"scan val ({dataset})"))
     try:
-        return _run_scan(ckpt, s, cfg, data_overrides, dm, method, encoders, out_dir, images, val_images, device,
-                         log)
+        return _run_scan(target, s, method, encoders, out_dir, images, val_images, device, log)
     finally:
         close_images(images, val_images)
 
 
-def _run_scan(ckpt: str | Path, s: ScanSettings, cfg: dict[str, Any], data_overrides: dict[str, Any] | None, dm,
-              method: BaseMethod, encoders: dict[str, nn.Module], out_dir: Path, images: Images,
-              val_images: Images, device: str | None, log) -> dict[str, Any]:
-    """``run_scan`` once the images are held or streamed."""
+def _run_scan(target: EvalTarget, s: ScanSettings, method: BaseMethod, encoders: dict[str, nn.Module], out_dir: Path,
+              images: Images, val_images: Images, device: str | None, log) -> dict[str, Any]:
+    """``scan_target`` once the images are held or streamed."""
+    dm = target.dm
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
@@ -378,19 +372,17 @@ def _run_scan(ckpt: str | Path, s: ScanSettings, cfg: dict[str, Any], data_overr
     train, val = dm.source.train, dm.source.val
     labels = train.labels
     start = time.perf_counter()
-    summary: dict[str, Any] = {"checkpoint": str(ckpt), "method": type(method).__name__,
-                               "dataset": cfg["data"]["dataset"], "train_size": len(train),
+    summary: dict[str, Any] = {"checkpoint": None if target.ckpt is None else str(target.ckpt),
+                               "method": type(method).__name__, "random_init": target.random_init,
+                               "dataset": target.cfg["data"]["dataset"], "train_size": len(train),
                                "val_size": len(val), "num_clusters": num_clusters, "settings": asdict(s),
                                "images": {"train": how_held(images), "val": how_held(val_images)}}
 
     # 1. neighbours, and the k-means baseline on the frozen features the heads will use
     train_x = {name: embed_images(encoders[name].to(dev), images, normalise) for name in {s.mine_on, s.heads_on}}
     val_x = embed_images(encoders[s.heads_on], val_images, normalise)
-    ckpt_stat = Path(ckpt).stat()
-    key = {"checkpoint": str(Path(ckpt).resolve()), "size": ckpt_stat.st_size, "mtime": ckpt_stat.st_mtime_ns,
-           "k": s.num_neighbors, "n": len(train), "mine_on": s.mine_on,
-           "data": {k: str(v) for k, v in sorted(cfg["data"].items())}
-           | {k: str(v) for k, v in sorted((data_overrides or {}).items())}}
+    key = {"source": {k: str(v) for k, v in target.source().items()}, "k": s.num_neighbors, "n": len(train),
+           "mine_on": s.mine_on, "data": {k: str(v) for k, v in sorted(target.cfg["data"].items())}}
     neighbors = cached_neighbors(out_dir / "neighbors.pt", key,
                                  lambda: mine_neighbors(train_x[s.mine_on], s.num_neighbors, s.chunk_size)).cpu()
     summary["neighbor_accuracy"] = neighbor_accuracy(neighbors, labels)
@@ -427,6 +419,37 @@ def _fmt(m: dict[str, float]) -> str:
     return f"ACC {m['acc']:.1f} / NMI {m['nmi']:.1f} / ARI {m['ari']:.1f}"
 
 
+@register_protocol
+class Scan(EvalProtocol):
+    """SCAN as an evaluation protocol (``ssl-bench eval --protocol scan``, a sweep's ``eval: {scan:
+    {...}}``): the three stages with its settings; the headline is the clustering accuracy
+    (Hungarian matching, val split) after self-labelling. Its artefacts (neighbour cache, model,
+    summary) go to ``<run dir>/scan/eval-<hash of the settings>/``."""
+
+    name = "scan"
+    help = "SCAN clustering (neighbours, SCAN heads, self-labelling); acc: Hungarian-matched val accuracy"
+    Settings = ScanSettings
+    metric = "acc"
+    needs_features = False
+    uses_labels = False
+
+    def check(self, target: Any, settings: Any, labelled: Tensor | None) -> None:
+        settings.check()
+
+    def run(self, target: Any, settings: Any, labelled: Tensor | None) -> dict[str, float]:
+        settings.check()
+        digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+        out_dir = target.results_dir / rd.SCAN / f"eval-{digest}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = scan_target(target, settings, out_dir, log=lambda *_: None)
+        return {**{key: summary["self_label"][key] for key in ("acc", "nmi", "ari")},
+                "scan_acc": summary["scan"]["acc"], "kmeans_acc": summary["kmeans"]["acc"],
+                "neighbor_accuracy": summary["neighbor_accuracy"]}
+
+    def name_part(self, settings: Any) -> str:
+        return f"ep{settings.scan_epochs}-{settings.self_label_epochs}"
+
+
 # --------------------------------------------------------------------------- command line
 
 def _parse_bool(text: str) -> bool:
@@ -438,24 +461,39 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_arguments(parser) -> None:
-    """``ssl-bench scan`` options: ``--ckpt`` or ``--config``, ``--out``, ``--overwrite`` and one
-    ``--<setting>`` per :class:`ScanSettings` field (``--scan_epochs 10``, ``--num_heads 5``, ...)."""
+    """``ssl-bench scan`` options: ``--ckpt`` or ``--config``, ``--out``, ``--overwrite``,
+    ``--print-config``; the settings are ``--scan.<setting> VALUE`` (the config language, read by the
+    command) or the short ``--<setting> VALUE`` (``--scan_epochs 10``, ``--num_heads 5``, ...)."""
     parser.add_argument("--ckpt", help="a checkpoint written by ssl-bench pretrain (overrides the config's ckpt)")
     parser.add_argument("--config", help="a SCAN job file (YAML): ckpt, out, device, scan (settings), data "
                                          "(see configs/scan/)")
     parser.add_argument("--out", default=None, help="output directory (default: <run dir>/scan)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier result in the output directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    for f in fields(ScanSettings):
-        kind = {"int": int, "float": float, "bool": _parse_bool, "str": str}[
-            f.type.split(" ")[0] if isinstance(f.type, str) else f.type.__name__]
-        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {f.default}")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the job (checkpoint, output, data overrides, every SCAN setting) and exit")
+    group = parser.add_argument_group("SCAN settings", "--scan.<setting> VALUE, or the short --<setting> VALUE")
+    for spec in setting_specs(Scan):
+        group.add_argument(f"--{spec.name}", type=str, default=None, metavar=spec.name.upper(),
+                           help=f"{spec.help} (default {spec.default})")
 
 
 def settings_from_args(args, base: dict[str, Any] | None = None) -> ScanSettings:
-    """``base`` settings (a job file's ``scan`` section) with the command line's ``--<setting>`` on top."""
-    given = {f.name: getattr(args, f.name) for f in fields(ScanSettings) if getattr(args, f.name) is not None}
-    return ScanSettings(**{**(base or {}), **given})
+    """``base`` settings (a job file's ``scan`` section, then ``--scan.<setting>``) with the short
+    ``--<setting>`` flags on top, each checked as ``ssl-bench eval`` checks a protocol's settings."""
+    import yaml
+
+    from ..config import parse_yaml
+
+    given = dict(base or {})
+    for spec in setting_specs(Scan):
+        text = getattr(args, spec.name, None)
+        if text is not None:
+            try:
+                given[spec.name] = parse_yaml(text)
+            except yaml.YAMLError:
+                given[spec.name] = text
+    return make_settings(Scan, given, where="scan")
 
 
 JOB_KEYS: dict[str, Any] = {"ckpt": str | None, "out": str | None, "device": str | None, "scan": dict, "data": dict}

@@ -445,3 +445,13 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
             check_cell_config(cell, origins.get(cell.name))
     return Spec(name=name, dir=out_dir, cells=cells, eval=eval_settings, launch=launch,
                 wandb=dict(raw.get("wandb") or {}), path=path)
+
+
+def resolved_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: list[str] | None = None,
+                  seeds: list[int] | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``ssl-bench sweep --print-config``: the spec as the runner reads it - its directory, evaluation,
+    launch and W&B sections, and every cell's config with the overrides applied (checked, as a run
+    would check them); nothing is run or written."""
+    spec = load_spec(path, sweep_dir, methods=methods, seeds=seeds, extra_overrides=overrides)
+    return {"name": spec.name, "dir": str(spec.dir), "eval": spec.eval, "launch": spec.launch, "wandb": spec.wandb,
+            "cells": {cell.name: {"source": cell.source, **cell.config} for cell in spec.cells}}
