@@ -514,7 +514,7 @@ def fit(suite: Suite, cfg: dict[str, dict[str, Any]], precision: str, window: St
         if suite.s.cuda:
             torch.cuda.reset_peak_memory_stats()
         trainer.fit(model, datamodule=dm)
-    out = window.result(int(dm.hparams.batch_size), int(dm.hparams.num_workers) if dm.hparams.pipeline != "batched" else 0)
+    out = window.result(int(dm.hparams.batch_size), int(dm.hparams.num_workers) if dm.pipeline.loader_workers else 0)
     out["batch_size"] = int(dm.hparams.batch_size)
     backbone = getattr(model, "backbone", None)
     if backbone is not None:

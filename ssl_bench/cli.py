@@ -3,13 +3,13 @@
     ssl-bench pretrain --config configs/cifar10/simclr.yaml --trainer.max_epochs 1 --data.batch_size 64
     ssl-bench pretrain --config my.yaml --model my_pkg.my_module.MyMethod
     ssl-bench pretrain --config configs/digits/simclr.yaml --print-config
-    ssl-bench eval --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --protocol knn
+    ssl-bench eval --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --protocol knn --eval.knn.k 200
     ssl-bench list
     ssl-bench eval --random-init --config configs/cifar10/simclr.yaml --protocol knn
     ssl-bench eval --ckpt runs/paws-cifar10-seed0/checkpoints/last.ckpt --protocol finetune --label-fraction 0.1
     ssl-bench sweep configs/sweeps/digits-small.yaml
     ssl-bench report runs/sweeps/digits-small
-    ssl-bench scan --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --scan_epochs 20
+    ssl-bench scan --ckpt runs/simclr-cifar10-seed0/checkpoints/last.ckpt --scan.scan_epochs 20
     ssl-bench scan --config configs/scan/cifar10.yaml
 
 Errors in the user's input end in one line on stderr (exit code 2); set SSL_BENCH_DEBUG=1 for the
@@ -36,7 +36,8 @@ config keys: a config has four sections, each key overridable as --section.key V
   trainer  pytorch_lightning.Trainer's arguments: max_epochs, precision, devices, ...
   run      dir, name, seed, logger, wandb_project, resume, overwrite, ckpt_every_n_steps,
            ckpt_every_minutes, collective_timeout_minutes (README.md, "Configs and run directories")
-See every key with its default: ssl-bench pretrain --config FILE --print-config
+Evaluation settings are eval.<protocol>.<setting> (ssl-bench eval, a sweep's eval:), SCAN's scan.<setting>.
+See every key with its default: ssl-bench pretrain --config FILE --print-config (eval, scan, sweep too)
 Names: ssl-bench list"""
 
 

@@ -14,108 +14,30 @@ Batch contracts (the methods rely on them):
   ``val_fraction``, or unlabelled images) has no validation loaders, and training with either of
   them on is refused in one line when the trainer sets the data module up (``check_evaluations``).
 
-Two pipelines: ``per_image`` runs ``PerImageMultiView`` in DataLoader workers; ``batched`` (in-memory
-sources) keeps the uint8 images in one tensor (on the GPU when training there), draws whole batches
-by indexing it, and augments them in ``on_after_batch_transfer`` with ``BatchedMultiView``. Because
-this data module overrides ``on_after_batch_transfer``, Lightning uses it instead of the model's.
-Image trees use ``files_batched`` (default) or ``files_gpu`` (``files_batched.py``): workers decode
-each file once into fixed-size uint8 crops per view, which the batched augmentation finishes (in the
-workers on a CPU run, on the GPU in ``on_after_batch_transfer`` when training there).
+How a split becomes batches is the pipeline's (``pipelines.py``: ``batched``, ``per_image``,
+``files_batched``, ``files_gpu``), an object chosen once from ``data.pipeline``; the data module
+owns the source, the splits, the samplers and the resumable training order. Because this data
+module overrides ``on_after_batch_transfer`` (the pipeline's on-device step), Lightning uses it
+instead of the model's.
 """
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader
 
 from ..errors import ConfigError
-from .per_image import PerImageMultiView, eval_transform
+from .pipelines import PIPELINE_CLASSES, PerSample, Pipeline, resolve_pipeline
 from .recipes import MultiViewRecipe, build_recipe
 from .samplers import ContiguousEvalSampler, ShuffledBatchSampler
-from .sources import (DOWNLOADABLE, IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split,
-                      dataset_name, load_source, open_image, stratified_subset, unreadable_images)
+from .sources import (DOWNLOADABLE, IMAGE_TREE_DATASETS, KNOWN_DATASETS, CorruptImageError, Source, Split, dataset_name,
+                      load_source, stratified_subset, unreadable_images)
 from .worker_memory import keep_freed_memory
 
-PIPELINES = ("auto", "batched", "per_image", "files_batched", "files_gpu")
-FILE_PIPELINES = ("files_batched", "files_gpu")
 log = logging.getLogger("ssl_bench")
-
-
-class InMemoryBatches(Dataset):
-    """``dataset[list_of_indices]`` -> ``(images[idx], labels[idx])``: one indexing op per batch, no collate.
-    With ``with_indices`` the batch also carries ``idx`` (the sample-index batch contract)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, with_indices: bool = False) -> None:
-        self.images, self.labels, self.with_indices = images, labels, with_indices
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
-        return (self.images[idx], self.labels[idx], idx) if self.with_indices else (self.images[idx], self.labels[idx])
-
-
-class PerSample(Dataset):
-    """``dataset[i]`` -> ``(transform(image_i), label_i)`` for an in-memory or file split.
-
-    With ``skip_corrupt`` an undecodable file gives ``None`` (dropped by ``collate_present``) and is
-    counted in ``skipped``, a shared-memory counter that DataLoader workers increment."""
-
-    def __init__(self, split: Split, transform: Callable[[Any], Any], skip_corrupt: bool = False) -> None:
-        self.split, self.transform, self.skip_corrupt = split, transform, skip_corrupt
-        self.skipped = torch.zeros((), dtype=torch.long).share_memory_()
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, i: int) -> tuple[Any, int] | None:
-        s = self.split
-        try:
-            image = s.images[i] if s.images is not None else open_image(s.files[i])  # type: ignore[index]
-        except CorruptImageError:
-            if not self.skip_corrupt:
-                raise
-            self.skipped += 1
-            log.warning(f"skipped unreadable image {s.files[i]} (data.skip_corrupt_images)")  # type: ignore[index]
-            return None
-        return self.transform(image), int(s.labels[i])
-
-
-def collate_present(samples: list[Any]) -> Any:
-    """``default_collate`` of the samples that are not ``None`` (skipped unreadable images)."""
-    return default_collate([x for x in samples if x is not None])
-
-
-class WithIndex(Dataset):
-    """``dataset[i]`` -> ``(*dataset[i], i)``: the per-image pipeline's side of the sample-index contract."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> tuple[Any, ...] | None:
-        sample = self.dataset[i]
-        return None if sample is None else (*sample, i)  # None: a skipped unreadable image
-
-
-class BatchOf(Dataset):
-    """``dataset[list_of_indices]`` -> ``[dataset[i] for i in indices]``, for a batch sampler passed as ``sampler``."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, indices: list[int]) -> list[Any]:
-        return [self.dataset[i] for i in indices]
 
 
 class ResumableDataLoader(DataLoader):
@@ -207,22 +129,15 @@ class SSLDataModule(pl.LightningDataModule):
         if download and dataset not in DOWNLOADABLE:
             raise ValueError(f"data.download fetches {', '.join(DOWNLOADABLE)} with torchvision; {dataset} cannot "
                              f"be downloaded (set data.root to where its files are)")
-        if pipeline not in PIPELINES:
-            raise ValueError(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{pipeline}'")
-        if pipeline == "auto":  # resolved before save_hyperparameters, which records the resolved name
-            pipeline = "files_batched" if dataset in IMAGE_TREE_DATASETS else "batched"
-        if pipeline == "batched" and dataset in IMAGE_TREE_DATASETS:
-            raise ValueError(f"{dataset} is read from image files, which the batched pipeline cannot hold in "
-                             f"memory; use data.pipeline: files_batched (its default) or per_image")
-        if pipeline in FILE_PIPELINES and dataset not in IMAGE_TREE_DATASETS:
-            raise ValueError(f"data.pipeline {pipeline} reads image trees ({', '.join(IMAGE_TREE_DATASETS)}); "
-                             f"{dataset} is held in memory: use batched or per_image")
+        pipeline = resolve_pipeline(pipeline, dataset)  # before save_hyperparameters: "auto" is recorded resolved
         if image_size is not None and dataset not in IMAGE_TREE_DATASETS:
             raise ValueError(f"data.image_size applies to image-tree datasets ({', '.join(IMAGE_TREE_DATASETS)}) "
                              f"only; {dataset} images keep their size")
         if in_memory_device != "auto":
             torch.device(in_memory_device)  # raises on a malformed device string
         self.save_hyperparameters()
+        #: how splits become batches (``pipelines.py``), chosen once
+        self.pipeline: Pipeline = PIPELINE_CLASSES[pipeline](self)
         #: training batches carry sample indices: set by the build layer from the method's declaration
         self.sample_indices = False
         self._source: Source | None = None
@@ -380,19 +295,11 @@ class SSLDataModule(pl.LightningDataModule):
         self._splits, self._splits_device = splits, device
 
     def storage_device(self) -> torch.device:
-        """Where the batched pipeline keeps the uint8 images (CPU for the per-image pipeline)."""
-        if self.hparams.pipeline != "batched":
-            return torch.device("cpu")
-        target = self._trainer_device()
-        want = self.hparams.in_memory_device
-        if want == "auto":
-            return target if target is not None and target.type == "cuda" else torch.device("cpu")
-        dev = torch.device(want)
-        if dev.type == "cuda" and dev.index is None and target is not None and target.type == "cuda":
-            return target  # "cuda" means this rank's GPU
-        return dev
+        """Where the splits' uint8 images are kept (the pipeline's choice: the GPU for ``batched``
+        when training there, else CPU)."""
+        return self.pipeline.storage_device()
 
-    def _trainer_device(self) -> torch.device | None:
+    def trainer_device(self) -> torch.device | None:
         return self.trainer.strategy.root_device if self.trainer is not None else None
 
     def _ranks(self) -> tuple[int, int]:
@@ -406,7 +313,7 @@ class SSLDataModule(pl.LightningDataModule):
     def _loader_kwargs(self, split: Split) -> dict[str, Any]:
         on_cpu = split.images is None or split.images.device.type == "cpu"
         workers = self.hparams.num_workers if on_cpu else 0
-        target = self._trainer_device()
+        target = self.trainer_device()
         return {"num_workers": workers, "persistent_workers": workers > 0,
                 "worker_init_fn": keep_freed_memory if workers > 0 else None,
                 "pin_memory": on_cpu and target is not None and target.type == "cuda"}
@@ -429,33 +336,11 @@ class SSLDataModule(pl.LightningDataModule):
         self._train_sampler = sampler
         # the batch sampler goes in as `sampler` (batch_size=None): Lightning then finds it as
         # `dataloader.sampler` and calls its set_epoch at the start of every epoch
-        with_indices = self._wants_indices()
-        if self.hparams.pipeline == "batched":
-            dataset: Dataset = InMemoryBatches(split.images, split.labels, with_indices)  # type: ignore[arg-type]
-            collate = None
-        elif self.hparams.pipeline in FILE_PIPELINES:
-            dataset, collate = self._file_batches(split), None
-        else:
-            per_sample: Dataset = self._per_sample_dataset(split, PerImageMultiView(self.recipe))
-            dataset = BatchOf(WithIndex(per_sample) if with_indices else per_sample)
-            collate = collate_present
+        dataset, collate = self.pipeline.train_dataset(split, self._wants_indices())
         loader = ResumableDataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=collate,
                                      **self._loader_kwargs(split))
         loader.owner = self
         return loader
-
-    def _file_batches(self, split: Split) -> Dataset:
-        """Workers' half of the files pipelines: augmented views (CPU run), uint8 crops (GPU run) or
-        bytes and boxes (``files_gpu``)."""
-        from .files_batched import FileViewBatches
-
-        target = self._trainer_device()
-        on_gpu = target is not None and target.type == "cuda"
-        if self.hparams.pipeline == "files_gpu" and not on_gpu:
-            raise ValueError(f"data.pipeline files_gpu decodes on the GPU (nvjpeg), but this run trains on "
-                             f"{target or 'cpu'}; use data.pipeline: files_batched")
-        output = "encoded" if self.hparams.pipeline == "files_gpu" else "crops" if on_gpu else "views"
-        return FileViewBatches(split, self.recipe, output, self.hparams.skip_corrupt_images)
 
     def val_dataloader(self) -> list[DataLoader]:
         """``[val split, un-augmented train split (k-NN bank / probe features)]``; ``[]`` (no
@@ -477,19 +362,12 @@ class SSLDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: Split) -> DataLoader:
         world, rank = self._ranks()
-        sampler = ContiguousEvalSampler(len(split), world, rank)
-        kwargs = self._loader_kwargs(split)
-        if self.hparams.pipeline == "batched":
-            batches = BatchSampler(sampler, self.hparams.eval_batch_size, drop_last=False)
-            return DataLoader(InMemoryBatches(split.images, split.labels), sampler=batches,  # type: ignore[arg-type]
-                              batch_size=None, **kwargs)
-        size = self.image_size
-        resize = math.floor(size * 8 / 7) if split.files is not None else None  # 224 -> 256
-        tf = eval_transform(size, self.mean, self.std, resize=resize)
-        return DataLoader(self._per_sample_dataset(split, tf), batch_size=self.hparams.eval_batch_size,
-                          sampler=sampler, collate_fn=collate_present, **kwargs)
+        return self.pipeline.eval_loader(split, ContiguousEvalSampler(len(split), world, rank),
+                                         self._loader_kwargs(split))
 
-    def _per_sample_dataset(self, split: Split, transform: Callable[[Any], Any]) -> PerSample:
+    def per_sample_dataset(self, split: Split, transform: Callable[[Any], Any]) -> PerSample:
+        """``split`` one image at a time through ``transform`` (its unreadable-image count feeds
+        ``skipped_images``)."""
         dataset = PerSample(split, transform, skip_corrupt=self.hparams.skip_corrupt_images)
         self._per_sample.append(dataset)
         return dataset
@@ -497,16 +375,9 @@ class SSLDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ batch transforms
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Batched pipeline: uint8 batch -> views (training) or normalised images (evaluation).
-        Files pipelines: training views are decoded (``files_gpu``) and augmented here when not yet."""
-        if self.hparams.pipeline in FILE_PIPELINES and self.trainer is not None and self.trainer.training:
-            return self.files_batch_transform(batch[0]), batch[1]
-        if self.hparams.pipeline != "batched":
-            return batch
-        images, labels, *indices = batch  # indices: only for methods that ask (see the module docstring)
-        if self.trainer is not None and self.trainer.training:
-            return (self.train_batch_transform(images), labels, *indices)
-        return self.eval_batch_transform(images), labels
+        """The pipeline's on-device step: augment the training views (``batched``; the files
+        pipelines when not done in workers) or normalise the evaluation images (``batched``)."""
+        return self.pipeline.after_transfer(batch, training=self.trainer is not None and self.trainer.training)
 
     @torch.no_grad()
     def train_batch_transform(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -523,7 +394,7 @@ class SSLDataModule(pl.LightningDataModule):
 
         if self._batched_aug is None:
             self._batched_aug = PrecroppedMultiView(self.recipe)
-        device = self._trainer_device() or torch.device("cpu")
+        device = self.trainer_device() or torch.device("cpu")
         return device_views(views, self._batched_aug, device, self.hparams.skip_corrupt_images)  # type: ignore[arg-type]
 
     def eval_batch_transform(self, images: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ A spec (YAML; ``configs/sweeps/digits-small.yaml`` is a commented example)::
     method_overrides: {byol: {model.lr: 1.0}}
     dataset_overrides: {digits: {data.batch_size: 128}}
     baseline: true                         # a random-init row per dataset and seed
-    eval: {knn_k: [10, 20], knn_t: [0.07], linear_epochs: 100, label_fractions: [0.1]}
+    eval: {knn: {k: [10, 20], temperature: [0.07]}, linear: {epochs: 100}, label_fractions: [0.1]}
                                            # or any protocol: {knn: {k: [10, 20]}, my_pkg.mod.MyProtocol: {...}}
     launch: {backend: local, parallel: null, submitit: {...}}
     wandb: {enabled: false, project: ssl-bench}
@@ -96,12 +96,13 @@ def _positive_int(value: Any) -> bool:
 
 
 def check_eval(settings: Any) -> dict[str, Any]:
-    """The ``eval`` section checked and in ``evaluate.evaluate_grid``'s form: ``{"protocols":
+    """The ``eval`` section checked and in ``eval.run.evaluate_grid``'s form: ``{"protocols":
     {address: settings}, "label_fractions": [...]}``, grid settings as lists (a single value is a
     list of one), each protocol under the address a cell process finds it by (a registered name of
     the package, else its import path: ``eval.registry.protocol_address``). Empty stays empty.
 
-    Accepted: ``knn_k``, ``knn_t`` (k-NN over k x T), ``linear_epochs`` (a linear probe; null: none),
+    Accepted: any protocol by name with its settings (``knn: {k: [10, 20]}``), the earlier short keys
+    ``knn_k``, ``knn_t`` (k-NN over k x T), ``linear_epochs`` (a linear probe; null: none),
     ``label_fractions``, and any protocol, registered (``eval.PROTOCOLS``) or by import path, with
     its settings: ``toy: {scale: [1, 2]}`` or under ``protocols:``. Every protocol of the section
     runs in every cell (a protocol that needs images, e.g. ``finetune``, trains on them there).
