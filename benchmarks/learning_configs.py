@@ -3,7 +3,7 @@
 Each method's (or variant's) short-run settings live in one file, ``configs/cifar10-tiny/<row>.yaml``:
 4,000 CIFAR-10 training images (also the k-NN bank), tiny_cnn width 16, batch 64, crops (0.2, 1),
 k-NN on the full 10,000-image test split, lrs stated at the batch they were tuned at
-(``reference_batch_size: 64``). ``tests/test_learning*.py`` read them here; the benchmarks and a
+(``reference_batch_size: 64``). ``tests/learning/test_learning*.py`` read them here; the benchmarks and a
 user read the same files (``ssl-bench pretrain --config configs/cifar10-tiny/simclr.yaml``).
 """
 from __future__ import annotations

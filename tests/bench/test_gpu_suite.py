@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 OPTIONAL = ("wandb", "submitit")
 PARTS = ("1", "2", "3", "4", "5")
 

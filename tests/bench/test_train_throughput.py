@@ -9,7 +9,7 @@ import torch
 
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import train_throughput as tt  # noqa: E402
 from bare_loop import bare_loss, make_batches  # noqa: E402
 

@@ -59,7 +59,7 @@ def test_check_kwargs_sees_base_parameters_and_types():
         check_kwargs(SimCLR, {"linear_probe": 1}, "model")
 
 
-RUN_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml")
+RUN_CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").glob("*/*.yaml")
                      if p.parent.name not in ("sweeps", "scan"))  # sweep specs and SCAN jobs have their own tests
 
 

@@ -16,8 +16,7 @@ import yaml
 from ssl_bench.cli import main
 from ssl_bench.errors import RunDirectoryError
 from ssl_bench.locking import hold, holder
-
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from helpers import QUIET
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -12,8 +12,7 @@ import pytest
 import ssl_bench.checkpointing as checkpointing
 from ssl_bench.cli import main
 from ssl_bench.methods.simclr import SimCLR
-
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from helpers import QUIET
 
 
 def digits(repo, run_dir, *extra):
@@ -29,7 +28,7 @@ def one_error_line(capsys) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from conftest import REPO
+    from helpers import REPO
 
     run_dir = tmp_path_factory.mktemp("trained")
     assert main(digits(REPO, run_dir, "--run.name", "r")) == 0

@@ -7,21 +7,15 @@ import sys
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from ssl_bench.cli import main
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.pretrain import pretrain
 from ssl_bench.methods import METHODS, SimCLR
+from helpers import QUIET, StopAfterEpochs, digits_args, load_ckpt
 
 SUMMARY_KEYS = {"val_knn_top1", "val_linear_top1", "train_loss", "rankme", "z_std", "entropy", "reconstruction"}
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
-def digits_args(repo, run_dir, method="simclr", *extra):
-    return ["pretrain", "--config", str(repo / f"configs/digits/{method}.yaml"), "--run.dir", str(run_dir),
-            "--trainer.max_epochs", "1", *QUIET, *extra]
 
 
 def test_pretrain_subprocess_writes_run_directory(repo, tmp_path):
@@ -58,17 +52,6 @@ def test_missing_config_file(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
-class StopAfterEpochs(pl.Callback):
-    """Simulates an interrupted run: stops cleanly after ``n`` epochs (the checkpoint is written)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch + 1 >= self.n:
-            trainer.should_stop = True
-
-
 @pytest.mark.parametrize("method", ["byol"])
 def test_resume_continues_exactly(repo, tmp_path, method):
     """A 2-epoch run in one go == the same run stopped after epoch 1 and resumed with
@@ -83,8 +66,8 @@ def test_resume_continues_exactly(repo, tmp_path, method):
     interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
     assert pretrain(interrupted)["epochs"] == 1
     pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = _checkpoint(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = _checkpoint(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
+    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
     assert resumed["global_step"] == straight["global_step"] > 0
     assert any(k.startswith("teacher_") for k in straight["state_dict"])
     for key, value in straight["state_dict"].items():
@@ -101,10 +84,6 @@ def header_index(csv_path, column: str) -> int:
     return csv_path.read_text().splitlines()[0].split(",").index(column)
 
 
-def _checkpoint(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 class NaNAfterSteps(SimCLR):
     """Test method whose loss turns NaN after a number of optimiser steps."""
 
@@ -119,13 +98,13 @@ class NaNAfterSteps(SimCLR):
 
 
 def test_divergence_is_one_line_and_keeps_last_checkpoint(repo, tmp_path, capsys):
-    args = digits_args(repo, tmp_path, "simclr", "--model", "test_cli.NaNAfterSteps", "--run.name", "nan",
+    args = digits_args(repo, tmp_path, "simclr", "--model", "test_pretrain_cli.NaNAfterSteps", "--run.name", "nan",
                        "--trainer.max_epochs", "2")
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "loss became NaN/inf" in err and "\n" not in err
     assert f"the last good checkpoint is kept: {tmp_path / 'nan/checkpoints/last.ckpt'}" in err
-    ckpt = _checkpoint(tmp_path / "nan/checkpoints/last.ckpt")
+    ckpt = load_ckpt(tmp_path / "nan/checkpoints/last.ckpt")
     assert ckpt["epoch"] == 0  # the good checkpoint of epoch 0 is intact
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 

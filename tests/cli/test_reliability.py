@@ -24,9 +24,9 @@ from ssl_bench import __version__
 from ssl_bench.cli import main
 from ssl_bench.methods import SimCLR
 from ssl_bench.run_dir import RunState, clear_run, run_state
+from helpers import QUIET, REPO, pythonpath
 
-REPO = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+HERE = Path(__file__).resolve().parent  # subprocesses import this module by name
 KILL_ENV, SIGINT_ENV = "SSL_BENCH_TEST_KILL_AT_STEP", "SSL_BENCH_TEST_SIGINT_AT_STEP"
 
 
@@ -170,7 +170,7 @@ def test_mid_epoch_sigkill_resume_is_bit_identical(repo, tmp_path):
     args = ["--model", "test_reliability.SignalAtStep", "--trainer.deterministic", "true",
             "--trainer.log_every_n_steps", "1", "--run.ckpt_every_n_steps", "4"]
     assert main(digits(repo, tmp_path / "straight", *args, epochs=2)) == 0
-    env = {**os.environ, KILL_ENV: "18", "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")])}
+    env = {**pythonpath(repo, HERE), KILL_ENV: "18"}
     proc = subprocess.run([sys.executable, "-m", "ssl_bench.cli", *digits(repo, tmp_path / "killed", *args, epochs=2)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
@@ -206,7 +206,7 @@ def test_ctrl_c_is_one_line_exit_130_and_console_is_clean(repo, tmp_path):
     """Ctrl-C (SIGINT) at step 14 of a real process: the project's own line, exit code 130, the
     mid-epoch checkpoint kept, no summary. Before it, the console showed the progress bar with the
     latest val_knn_top1, and neither Lightning's tips nor its "0 Total Flops" line."""
-    env = {**os.environ, SIGINT_ENV: "14", "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")])}
+    env = {**pythonpath(repo, HERE), SIGINT_ENV: "14"}
     args = ["pretrain", "--config", str(repo / "configs/digits/simclr.yaml"), "--run.dir", str(tmp_path),
             "--run.name", "r", "--trainer.max_epochs", "2", "--model", "test_reliability.SignalAtStep",
             "--trainer.log_every_n_steps", "1", "--run.ckpt_every_n_steps", "12"]

@@ -13,13 +13,12 @@ from ssl_bench.build import load_method_checkpoint
 from ssl_bench.checkpointing import CKPT_META
 from ssl_bench.cli import main
 from ssl_bench.methods.simclr import SimCLR
-
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from helpers import QUIET
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from conftest import REPO
+    from helpers import REPO
 
     folder = tmp_path_factory.mktemp("run")
     assert main(["pretrain", "--config", str(REPO / "configs/digits/simclr.yaml"), "--run.dir", str(folder),

@@ -22,7 +22,7 @@ from ssl_bench.data.samplers import ContiguousEvalSampler, ShuffledBatchSampler,
 from ssl_bench.data.sources import (CorruptImageError, DatasetNotFoundError, load_source, stratified_subset)
 from ssl_bench.data.worker_memory import keep_freed_memory
 
-SHARED = Path(__file__).resolve().parents[1] / "../shared/data"
+SHARED = Path(__file__).resolve().parents[2] / "../shared/data"
 ARCHIVE = SHARED / "cifar10-jpeg.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -450,7 +450,7 @@ def test_default_roots_order(monkeypatch, tmp_path):
     monkeypatch.setenv("SSL_BENCH_DATA", str(tmp_path / "elsewhere"))
     # cwd/../shared/data, then <repo>/../shared/data, then $SSL_BENCH_DATA
     assert candidate_roots(None) == [Path(os.getcwd()).parent / "shared/data",
-                                     Path(__file__).resolve().parents[2] / "shared/data", tmp_path / "elsewhere"]
+                                     Path(__file__).resolve().parents[3] / "shared/data", tmp_path / "elsewhere"]
     assert candidate_roots("/x/y") == [Path("/x/y")]
 
 

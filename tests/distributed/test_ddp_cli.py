@@ -5,7 +5,6 @@ SIGTERM stops a run with a checkpoint that ``--run.resume auto`` continues exact
 DDP cell."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -19,16 +18,16 @@ import torch.distributed as dist
 import yaml
 
 from ssl_bench.methods import SimCLR
+from helpers import QUIET, pythonpath
 
 TESTS = Path(__file__).resolve().parent
 DDP = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 # contrastive without and with a queue, EMA distillation, Sinkhorn clustering, whitening, multi-crop
 FAMILIES = ["simclr", "moco_v2plus", "byol", "swav", "wmse", "dino"]
 
 
 def ssl_bench(args: list[str], cwd: Path, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = pythonpath(TESTS)
     return subprocess.run([sys.executable, "-m", "ssl_bench.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env, **popen)
 
@@ -78,7 +77,7 @@ def test_mismatched_collective_ends_in_one_line_within_the_timeout(repo, tmp_pat
     # the rank whose collective timed out names where it waited; a rank still waiting when it ended
     # may report the lost peer instead of its own timeout
     assert all("rank " in ln and ("waited more than 0.4 min" in ln or "lost its peer" in ln) for ln in lines), lines
-    assert any("rank 1 of 2: recv" in ln and "tests/test_ddp_cli.py" in ln for ln in lines), proc.stderr[-5000:]
+    assert any("rank 1 of 2: recv" in ln and "tests/distributed/test_ddp_cli.py" in ln for ln in lines), proc.stderr[-5000:]
 
 
 @pytest.mark.parametrize("value, message", [("0", "run.collective_timeout_minutes must be positive, got 0"),
@@ -108,7 +107,7 @@ def _wait_for_step(metrics: Path, step: int, proc: subprocess.Popen, limit: floa
 def _sigterm_then_resume(repo: Path, run_dir: Path, extra: list[str], epochs: int, stop_after: int) -> str:
     args = [*config_args(repo, "simclr", run_dir, "r"), "--trainer.max_epochs", str(epochs),
             "--trainer.deterministic", "true", "--trainer.log_every_n_steps", "1", *QUIET, *extra]
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = pythonpath(TESTS)
     proc = subprocess.Popen([sys.executable, "-m", "ssl_bench.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=run_dir.parent, env=env)
     _wait_for_step(run_dir / "r/metrics.csv", stop_after, proc)

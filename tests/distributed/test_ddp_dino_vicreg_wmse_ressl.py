@@ -9,9 +9,9 @@ from ddp_harness import run_on_ranks
 from ssl_bench import distributed, losses
 from ssl_bench.methods import VICReg, WMSE
 from ssl_bench.methods.queue import FeatureQueue
+from helpers import tiny_model
 
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 4}, "linear_probe": False, "knn": False,
-        "collapse_monitor": False}
+TINY = tiny_model(4)
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,10 @@ from ssl_bench import distributed
 from ssl_bench.losses import batch_infonce, cmc_loss, infonce, sinkhorn
 from ssl_bench.methods import NNCLR, SwAV
 from ssl_bench.methods.deepcluster import MemoryBank
+from helpers import tiny_model
 
 B, D, K = 8, 6, 5  # global batch, embedding dim, prototypes
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 2}, "proj_hidden_dim": 8, "proj_dim": D,
-        "linear_probe": False, "knn": False, "collapse_monitor": False}
+TINY = tiny_model(2, proj_hidden_dim=8, proj_dim=D)
 
 
 def _inputs() -> dict:

@@ -10,13 +10,12 @@ import torch
 from ssl_bench.cli import main
 from ssl_bench.data.label_subset import balanced_label_subset, per_class_count
 from ssl_bench.build import build_datamodule, build_method, build_trainer
-
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from helpers import QUIET
 
 
 @pytest.fixture(scope="module")
 def simclr_ckpt(tmp_path_factory):
-    from conftest import REPO
+    from helpers import REPO
 
     run_dir = tmp_path_factory.mktemp("eval")
     assert main(["pretrain", "--config", str(REPO / "configs/digits/simclr.yaml"), "--run.dir", str(run_dir),

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from ssl_bench.cli import main
 from ssl_bench.metrics import knn_accuracy
 from ssl_bench.eval.registry import (PROTOCOLS, EvalProtocol, accuracy_metrics, register_protocol, resolve_protocol,
                                  setting)
+from helpers import pythonpath, write_spec as write_sweep_spec
 
 TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
 ADDRESS = "test_eval_registry.NearestClassMean"  # how a sweep cell imports it
 
 
@@ -56,12 +54,8 @@ class NearestClassMean(EvalProtocol):
 
 # ----------------------------------------------------------------------------- one tiny sweep, run once
 def write_spec(path: Path, **fields) -> Path:
-    spec = {"name": path.stem, "datasets": ["digits"], "methods": ["simclr"], "seeds": [0],
-            "config": "configs/{dataset}/{method}.yaml", "baseline": True,
-            "overrides": {"trainer.max_epochs": 1, "trainer.enable_progress_bar": False,
-                          "trainer.enable_model_summary": False}, **fields}
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    """simclr on digits, seed 0, with the random-init baseline (helpers.write_spec otherwise)."""
+    return write_sweep_spec(path.parent, path.stem, methods=["simclr"], seeds=[0], baseline=True, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +65,7 @@ def toy_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("toy_sweep")
     spec = write_spec(tmp / "toy.yaml", eval={"knn_k": [10], "toy": {"scale": [1, 2]}, "label_fractions": [0.1]})
     with pytest.MonkeyPatch.context() as mp:  # the cells (subprocesses) import this module by its path
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+        mp.setenv("PYTHONPATH", pythonpath(TESTS)["PYTHONPATH"])
         assert main(["sweep", str(spec), "--dir", str(tmp / "out")]) == 0
     return tmp / "out"
 

@@ -19,8 +19,7 @@ from ssl_bench.data.tree_images import embed_images
 from ssl_bench.data.label_subset import balanced_label_subset
 from ssl_bench.metrics import knn_accuracy
 from ssl_bench.fitting import fit_classifier
-
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from helpers import QUIET
 
 
 def test_random_init_finetune_equals_the_recomputed_protocol(repo, tmp_path, capsys):
@@ -94,7 +93,7 @@ def test_finetune_of_a_checkpoint_leaves_the_model_untouched(repo, tmp_path):
 
 def test_finetune_on_an_image_tree_runs(repo, tmp_path, capsys):
     """An image-tree dataset is fine-tuned too (its images held in memory, being small; streaming and
-    the rest: tests/test_tree_protocols.py)."""
+    the rest: tests/eval/test_tree_protocols.py)."""
     from PIL import Image
 
     for split in ("train", "val"):

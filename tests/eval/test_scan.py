@@ -31,7 +31,7 @@ def test_chunked_mining_equals_brute_force():
 
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory):
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/digits/simclr.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs/digits/simclr.yaml")
     cfg = apply_overrides(cfg, ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
                                 "--trainer.enable_model_summary", "false",
                                 "--run.dir", str(tmp_path_factory.mktemp("runs"))])

@@ -34,10 +34,9 @@ from ssl_bench.data.tree_images import StreamedImages, embed_images, hold_or_str
 from ssl_bench.eval import EvalTarget
 from ssl_bench.eval.finetune import finetune_scores
 from ssl_bench.eval.features import extract
+from helpers import QUIET, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/digits/simclr.yaml"
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 SCAN_FAST = ["--scan_epochs", "1", "--self_label_epochs", "1", "--num_heads", "2", "--kmeans_init", "1",
              "--batch_size", "64", "--num_neighbors", "5"]
 PER_CLASS = {"train": 20, "val": 10}

@@ -32,7 +32,7 @@ from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
-ARCHIVE = Path(__file__).resolve().parents[1] / "../shared/data/cifar10-jpeg.tar.gz"
+ARCHIVE = Path(__file__).resolve().parents[2] / "../shared/data/cifar10-jpeg.tar.gz"
 PER_CLASS = 150
 EPOCHS = 8
 GAP = 4.0       # |files_batched - per_image| in k-NN points: within the noise of two short runs

@@ -1,6 +1,7 @@
 """Zoo part 2 learns: DINO, ReSSL, VICReg and W-MSE, pretrained briefly on the CIFAR-10 subset with
-the tiny CNN (the settings of tests/test_learning.py: 4,000 images, width 16, batch 64), beat the
-same backbone at random initialisation (k-NN) by test_learning.MARGIN.
+the tiny CNN (the settings of tests/learning/test_learning_simclr_byol_simsiam_barlow.py: 4,000
+images, width 16, batch 64), beat the same backbone at random initialisation (k-NN) by
+learning_configs.MARGIN.
 
 Short-run choices, each measured on seed 0 (k-NN top-1 %, random init 28.71):
 - DINO: the paper's head without BatchNorm collapsed to uniform outputs (loss = log K, RankMe 1.1,

@@ -2,8 +2,9 @@
 ICML 2023), i.e. the methods with ``er_entropy_weight`` set, pretrained briefly on the CIFAR-10
 subset with the tiny backbone, beat the same backbone at random initialisation by ``MARGIN`` k-NN points.
 
-Settings: each method's own learning-test settings (tests/test_learning.py for BYOL and SimSiam,
-test_learning_zoo2.py for DINO, test_learning_zoo1.py for SwAV: same optimiser, lr, heads,
+Settings: each method's own learning-test settings (in tests/learning/:
+test_learning_simclr_byol_simsiam_barlow.py for BYOL and SimSiam, test_learning_dino_ressl_vicreg_wmse.py
+for DINO, test_learning_moco_nnclr_swav_deepcluster_cmc.py for SwAV: same optimiser, lr, heads,
 augmentation), plus ER, all for 10 epochs (625 steps):
 - BYOL, SimSiam (continuous heads): vMF reconstruction of the method's pairs minus the vMF-KDE
   entropy of the projections (weight 1, kappa 10, resubstitution, as configs/*/*_er.yaml);
@@ -11,7 +12,8 @@ augmentation), plus ER, all for 10 epochs (625 steps):
   the entropy of the batch-mean softmax (weight 1, as configs/*/dino_er.yaml and swav_er.yaml).
 
 Measured 2026-12-06 (k-NN top-1 %, 10 epochs; ``benchmarks/learning_seeds.py`` with
-configs/cifar10-tiny/<method>_er.yaml; random init from tests/test_learning.py's table):
+configs/cifar10-tiny/<method>_er.yaml; random init from the table of
+tests/learning/test_learning_simclr_byol_simsiam_barlow.py):
     method        seed 0   seed 1   seed 2     (smallest gain over random init)
     random init    28.71    29.76    28.67
     BYOL-ER        37.92    37.67    37.43     +7.9

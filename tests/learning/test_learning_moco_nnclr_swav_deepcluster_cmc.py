@@ -1,6 +1,6 @@
 """Method zoo, part 1 learns: MoCo v2+, NNCLR, SwAV, DeepCluster v2 and CMC, pretrained briefly on the
-CIFAR-10 subset of tests/test_learning.py (4,000 images, tiny_cnn width 16, batch 64), each beat the
-same architecture at random initialisation (k-NN top-1 on the 10,000 test images) by MARGIN.
+CIFAR-10 subset of tests/learning/test_learning_simclr_byol_simsiam_barlow.py (4,000 images,
+tiny_cnn width 16, batch 64), each beat the same architecture at random initialisation (k-NN top-1 on the 10,000 test images) by MARGIN.
 
 CMC's baseline is CMC's own random-init network (one tiny CNN per Lab view, features concatenated),
 not the single RGB tiny CNN of the other methods.
@@ -9,7 +9,7 @@ Short-run settings (configs/cifar10-tiny/<method>.yaml, 10 epochs), tuned on see
 2026-12-06 with ``benchmarks/learning_seeds.py`` (k-NN top-1 %, seeds 0 / 1 / 2, each seed with its
 own training order; seed 0 reproduced the values tuned on it to the last digit):
     method          seed 0   seed 1   seed 2   smallest gain
-    random init      28.71    29.76    28.67   (tests/test_learning.py's table)
+    random init      28.71    29.76    28.67   (tests/learning/test_learning_simclr_byol_simsiam_barlow.py's table)
     MoCo v2+         37.54    37.70    38.16   +7.9
     NNCLR            35.19    35.68    36.93   +5.9
     DeepCluster v2   35.42    35.88    33.56   +4.9

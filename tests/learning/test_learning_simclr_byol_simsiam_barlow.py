@@ -33,7 +33,8 @@ With 10 epochs the smallest gains were +5.1 (SimSiam), +5.4 (BYOL) and +5.4 (Bar
 6 epochs at batch 128 and width 32, none of the three cleared the baseline by 4 points. The
 batched and per-image pipelines gave 40.08 and 39.87 for SimCLR (seed 0).
 A different CPU changes the floating-point rounding and so acts like another seed; MARGIN (4 points)
-sits 1.4 points below the smallest gain measured here (0.2 below VICReg's, tests/test_learning_zoo2.py).
+sits 1.4 points below the smallest gain measured here (0.2 below VICReg's,
+tests/learning/test_learning_dino_ressl_vicreg_wmse.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SCAN and PAWS learn on a CIFAR-10 subset (tiny CNN, the settings of tests/test_learning.py).
+"""SCAN and PAWS learn on a CIFAR-10 subset (tiny CNN, the settings of
+tests/learning/test_learning_simclr_byol_simsiam_barlow.py). The runs: benchmarks/scan_paws_runs.py.
 
 - SCAN on a SimCLR checkpoint clusters the val split better (Hungarian accuracy) than k-means on
   the same frozen backbone features. The pretext matters: after test_learning's 14-epoch SimCLR
@@ -23,84 +24,20 @@ Three-seed numbers: benchmarks/scan_paws.py (see benchmarks/RESULTS.md); this mo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from learning_configs import MARGIN, learning_config
-from ssl_bench.data.labelled import labelled_indices
-from ssl_bench.build import build_datamodule
+from scan_paws_runs import (LABEL_FRACTION, SCAN_SETTINGS, paws_config, paws_finetuned, simclr_checkpoint,
+                            supervised_baseline)
 from ssl_bench.pretrain import pretrain
-from ssl_bench.data.recipes import view_augment
-from ssl_bench.eval.scan import ScanSettings, load_checkpoint, run_scan
-from ssl_bench.fitting import accuracy, train_supervised
+from ssl_bench.eval.scan import run_scan
 
 pytestmark = pytest.mark.slow
 
-SIMCLR_EPOCHS = 40  # SCAN's pretext: 14 epochs (test_learning's run) gave SCAN minus k-means +0.5 on
-# average over 15 seeds, 4 negative; 40 epochs (~2 min of 2-core CPU) +1.5 over 6 seeds, none negative
-PAWS_EPOCHS = 14  # PAWS's settings: configs/cifar10-tiny/paws.yaml (model.label_seed follows the run's seed here)
-LABEL_FRACTION = 0.1
-
-
-def SCAN_SETTINGS(seed: int = 0) -> ScanSettings:  # noqa: N802 (a settings factory)
-    """Short-run SCAN: the official 50 + 200 epochs of 50,000 images with the whole network at Adam
-    1e-4 do not fit a CPU minute. Measured on seed 0 (k-means 27.1%): fine-tuning the backbone at
-    1e-4 for 20 epochs with strong views gave 21.8%; heads only at 1e-2 on weak views, 10 epochs,
-    26.7% (and self-labelling at 1e-2 then collapsed to 18.0%); heads only on the frozen,
-    un-augmented features at 1e-3, 30 epochs: 28.9%, self-labelling (3 epochs, heads only,
-    strong views) 29.4%. The last is used."""
-    return ScanSettings(scan_epochs=30, self_label_epochs=3, lr=1e-3, update_backbone=False,
-                        scan_augment="none", batch_size=256, seed=seed)
-
-
-def simclr_checkpoint(folder: Path, seed: int = 0, epochs: int = SIMCLR_EPOCHS) -> Path:
-    """The SimCLR checkpoint of the learning-test settings trained for ``epochs``, in
-    ``folder/simclr-e<epochs>`` (trained once per folder)."""
-    cfg = learning_config("simclr", folder / f"simclr-e{epochs}", seed=seed, epochs=epochs)
-    ckpt = Path(cfg["run"]["dir"]) / cfg["run"]["name"] / "checkpoints" / "last.ckpt"
-    if not (ckpt.parent.parent / "summary.json").is_file():
-        pretrain(cfg)
-    return ckpt
-
-
-def paws_config(folder: Path, seed: int = 0, overrides: dict | None = None) -> dict:
-    """The test's PAWS run; ``overrides`` replace model arguments of configs/cifar10-tiny/paws.yaml
-    (benchmarks/scan_paws.py)."""
-    return learning_config("paws", folder, seed=seed, label_seed=seed, **(overrides or {}))
-
-
-_SCRATCH: dict[int, float] = {}  # supervised-only accuracy per seed (two tests compare with it)
-
-
-def supervised_baseline(seed: int = 0, init=None) -> float:
-    """Val top-1 of tiny_cnn trained on the labelled 10% that PAWS uses (same seed), from scratch or,
-    with ``init`` (a pretrained backbone), fine-tuned from it with the same recipe."""
-    if init is None and seed in _SCRATCH:
-        return _SCRATCH[seed]
-    cfg = paws_config(Path("unused"), seed)
-    dm = build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
-    train = dm.source.train
-    idx = labelled_indices(train.labels, LABEL_FRACTION, seed=seed)
-    view = view_augment("strong", dm.image_size, dm.mean, dm.std)
-    model = train_supervised(train.images[idx], train.labels[idx], view, dm.num_classes,
-                             backbone_kwargs=cfg["model"]["backbone_kwargs"], epochs=100, seed=seed, init=init)
-    top1 = accuracy(model, dm.source.val.images, dm.source.val.labels, dm.eval_batch_transform)
-    if init is None:
-        _SCRATCH[seed] = top1
-    return top1
-
-
-def paws_finetuned(folder: Path, seed: int = 0) -> float:
-    """The PAWS backbone pretrained in ``folder`` (by :func:`paws_config`), fine-tuned on its labelled
-    subset with the supervised-only recipe (PAWS paper, Sec. 5: fine-tuning after pretraining)."""
-    ckpt = folder / paws_config(folder, seed)["run"]["name"] / "checkpoints" / "last.ckpt"  # run name: args-independent
-    method, _, _ = load_checkpoint(ckpt)
-    return supervised_baseline(seed, init=method.backbone)
-
 
 def test_scan_beats_kmeans_on_the_same_features(learning_runs, tmp_path):
-    """On a 40-epoch SimCLR run of test_learning.py's config (seed 0)."""
+    """On a 40-epoch SimCLR run of test_learning_simclr_byol_simsiam_barlow.py's config (seed 0)."""
     summary = run_scan(simclr_checkpoint(learning_runs), SCAN_SETTINGS(0), out=tmp_path / "scan")
     print(f"\nk-means {summary['kmeans']}, SCAN {summary['scan']['acc']:.1f}, self-label "
           f"{summary['self_label']['acc']:.1f}")

@@ -32,6 +32,7 @@ from ssl_bench.metrics import (
     vmf_kde_entropy,
     vmf_reconstruction,
 )
+from helpers import tiny_model
 
 N = 2000
 
@@ -205,8 +206,7 @@ def test_two_ranks_match_single_process():
 
 
 # ----------------------------------------------------------------------------- the switch on methods
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 4}, "proj_hidden_dim": 16, "proj_dim": 8,
-        "pred_hidden_dim": 16, "linear_probe": False, "knn": False}
+TINY = tiny_model(4, proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16, collapse_monitor=True)
 
 
 def _views(seed: int = 0) -> list[torch.Tensor]:
@@ -321,7 +321,7 @@ def test_bad_er_settings_end_in_one_config_error():
 def test_er_configs_resolve(path):
     from pathlib import Path
 
-    model = dict(load_config(Path(__file__).parents[1] / path)["model"])
+    model = dict(load_config(Path(__file__).parents[2] / path)["model"])
     cls = METHODS[model.pop("name")]
     check_kwargs(cls, model, "model")
     assert model["er_entropy_weight"] > 0 and model["er_reconstruction"] == "vmf"

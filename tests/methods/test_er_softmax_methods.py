@@ -13,9 +13,9 @@ import torch
 from ssl_bench.cli import main
 from ssl_bench.config import load_config
 from ssl_bench.methods import DINO, SwAV
+from helpers import tiny_model
 
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 8}, "knn": False, "linear_probe": False,
-        "collapse_monitor": False}
+TINY = tiny_model(8)
 
 
 def _dino(weight):

@@ -10,10 +10,9 @@ from ssl_bench.cli import main
 from ssl_bench.data import SSLDataModule
 from ssl_bench.methods import CMC, DeepClusterV2, SimCLR, SwAV
 from ssl_bench.build import schedule_model
+from helpers import QUIET, tiny_model
 
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 4}, "proj_hidden_dim": 16, "proj_dim": 8,
-        "warmup_epochs": 0, "linear_probe": False, "knn": False, "collapse_monitor": False}
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TINY = tiny_model(4, proj_hidden_dim=16, proj_dim=8, warmup_epochs=0)
 
 
 class Batches(pl.Callback):

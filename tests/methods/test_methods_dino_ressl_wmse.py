@@ -11,10 +11,9 @@ from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.data.recipes import build_recipe
 from ssl_bench.methods import DINO, ReSSL
 from ssl_bench.pretrain import pretrain
-from test_cli import QUIET, StopAfterEpochs, _checkpoint, digits_args
+from helpers import QUIET, StopAfterEpochs, digits_args, load_ckpt, tiny_model
 
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 4}, "linear_probe": False, "knn": False,
-        "collapse_monitor": False}
+TINY = tiny_model(4)
 
 
 def _views(n: int = 2, batch: int = 6, size: int = 16) -> list[torch.Tensor]:
@@ -58,7 +57,7 @@ def test_dino_with_timm_vit_trains_on_digits(repo, tmp_path):
                            "{img_size: 16, patch_size: 4, depth: 2, dynamic_img_size: true}"])
     summary = pretrain(cfg)
     assert summary["global_step"] == 3 and summary["train_loss"] is not None
-    state = _checkpoint(tmp_path / "vit/checkpoints/last.ckpt")["state_dict"]
+    state = load_ckpt(tmp_path / "vit/checkpoints/last.ckpt")["state_dict"]
     assert state["backbone.patch_embed.proj.weight"].shape == (192, 3, 4, 4)
     assert state["center"].shape == (1, 256)
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
@@ -70,7 +69,7 @@ def _teacher_temps(metrics_csv) -> dict[str, str]:
 
 
 def test_dino_resume_continues_exactly(repo, tmp_path):
-    """As test_cli.test_resume_continues_exactly, for DINO with multi-crop: the centre, the teacher
+    """As test_pretrain_cli.test_resume_continues_exactly, for DINO with multi-crop: the centre, the teacher
     and the teacher-temperature schedule continue exactly; the last layer stays frozen in epoch 0."""
     def cfg(run_dir, *extra):
         return apply_overrides(load_config(repo / "configs/digits/dino.yaml"),
@@ -82,10 +81,10 @@ def test_dino_resume_continues_exactly(repo, tmp_path):
     interrupted = cfg(tmp_path / "resumed")
     interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
     assert pretrain(interrupted)["epochs"] == 1
-    first = _checkpoint(tmp_path / "resumed/r/checkpoints/last.ckpt")["state_dict"]
+    first = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")["state_dict"]
     pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = _checkpoint(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = _checkpoint(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
+    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
     assert resumed["global_step"] == straight["global_step"] > 0
     assert straight["state_dict"]["center"].abs().sum() > 0
     for key, value in straight["state_dict"].items():

@@ -1,12 +1,12 @@
 """Method zoo part 1: save at the end of epoch 1, restore, continue == an uninterrupted 2-epoch run,
 for every method: weights, queues, memory bank, k-means assignments, prototypes and optimiser state
-(the pattern of tests/test_cli.py::test_resume_continues_exactly, on a 512-image digits subset)."""
+(the pattern of tests/cli/test_pretrain_cli.py::test_resume_continues_exactly, on a 512-image digits subset)."""
 import pytest
 import torch
 
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.pretrain import pretrain
-from test_cli import QUIET, StopAfterEpochs, _checkpoint
+from helpers import QUIET, StopAfterEpochs, load_ckpt
 
 # state that must be in the checkpoint and non-trivial after 2 epochs, and overrides that make the
 # method use it within 2 short epochs (4 steps each)
@@ -36,8 +36,8 @@ def test_resume_continues_exactly(repo, tmp_path, method):
     interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
     assert pretrain(interrupted)["epochs"] == 1
     pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = _checkpoint(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = _checkpoint(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
+    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
     assert resumed["global_step"] == straight["global_step"] == 8
     state = straight["state_dict"]
     assert state[key].abs().sum() > 0 if key.endswith("keys") else (state[key] >= 0).any()

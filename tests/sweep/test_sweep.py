@@ -14,14 +14,13 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO
 from ssl_bench.eval import features
 from ssl_bench.cli import main
 from ssl_bench.eval import evaluate
 from ssl_bench.sweep.runner import run_sweep
 from ssl_bench.sweep.wandb_log import offline_summary
+from helpers import QUIET_OVERRIDES, REPO, write_spec
 
-QUIET = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
 METRICS = ("val_knn_top1", "val_linear_top1", "train_loss", "rankme", "offline_knn_best_top1",
            "offline_linear_top1", "offline_knn_top1@labels0.1", "global_step")
 
@@ -29,14 +28,6 @@ METRICS = ("val_knn_top1", "val_linear_top1", "train_loss", "rankme", "offline_k
 def read_rows(path):
     with open(path, newline="") as f:
         return {r["cell"]: r for r in csv.DictReader(f)}
-
-
-def write_spec(tmp_path, name, **fields):
-    spec = {"name": name, "datasets": ["digits"], "config": "configs/{dataset}/{method}.yaml",
-            "overrides": {"trainer.max_epochs": 1, **QUIET}, "baseline": False, **fields}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +151,7 @@ def test_submitit_local_executor_gives_the_same_rows(repo, digits_sweep, tmp_pat
 
 def test_sigkill_then_relaunch_resumes_from_checkpoints(repo, tmp_path):
     spec = write_spec(tmp_path, "kill", methods=["simclr"], seeds=[0, 1],
-                      overrides={"trainer.max_epochs": 2, **QUIET})
+                      overrides={"trainer.max_epochs": 2, **QUIET_OVERRIDES})
     sweep_dir = tmp_path / "kill"
     proc = subprocess.Popen([sys.executable, "-m", "ssl_bench.cli", "sweep", str(spec), "--dir", str(sweep_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -182,7 +173,7 @@ def test_sigkill_then_relaunch_resumes_from_checkpoints(repo, tmp_path):
 
 def test_broken_cell_is_recorded_and_the_others_finish(repo, tmp_path, capsys):
     """A cell that fails when it runs (here: a backbone name only the cell's build checks; a wrong key
-    or type is refused for the whole spec before anything runs, tests/test_sweep_spec.py)."""
+    or type is refused for the whole spec before anything runs, tests/sweep/test_sweep_spec.py)."""
     spec = write_spec(tmp_path, "broken", methods=["byol", "simclr"], seeds=[0],
                       method_overrides={"byol": {"model.backbone": "no_such_net"}})
     assert main(["sweep", str(spec), "--dir", str(tmp_path / "b")]) == 1

@@ -1,6 +1,6 @@
 """Ctrl-C in a sweep (issue #27): one line, exit 130, the running cell stops at a step with its
 checkpoint and its record says `interrupted` (before: 10 lines of atexit noise and a record left
-`running`); the relaunch that resumes it: tests/test_sweep.py."""
+`running`); the relaunch that resumes it: tests/sweep/test_sweep.py."""
 import json
 import os
 import signal

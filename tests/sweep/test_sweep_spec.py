@@ -6,13 +6,13 @@ import pytest
 from ssl_bench.cli import main
 from ssl_bench.sweep import runner
 from ssl_bench.sweep.spec import load_spec
-from test_sweep import QUIET, write_spec
+from helpers import QUIET_OVERRIDES, write_spec
 
 MISTAKES = {
-    "unknown_trainer_key": ({"overrides": {"trainer.max_epoch": 2, **QUIET}},
+    "unknown_trainer_key": ({"overrides": {"trainer.max_epoch": 2, **QUIET_OVERRIDES}},
                             ["simclr-digits-s0", "(set by overrides)", "unknown key trainer.max_epoch ",
                              "did you mean 'max_epochs'"]),
-    "wrong_trainer_type": ({"overrides": {"trainer.max_epochs": "two", **QUIET}},
+    "wrong_trainer_type": ({"overrides": {"trainer.max_epochs": "two", **QUIET_OVERRIDES}},
                            ["simclr-digits-s0", "trainer.max_epochs must be", "'two'"]),
     "wrong_model_type_of_one_method": ({"methods": ["simclr", "byol"], "method_overrides": {"byol": {"model.lr": "fast"}}},
                                        ["byol-digits-s0", "(set by method_overrides.byol)", "model.lr must be float"]),

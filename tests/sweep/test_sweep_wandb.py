@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from ssl_bench.sweep.runner import run_sweep
 from ssl_bench.sweep.wandb_log import REPLAYED, _run_id, offline_summary, read_offline_records
 

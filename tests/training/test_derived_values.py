@@ -14,8 +14,8 @@ from ssl_bench.cli import main
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.methods import SimCLR
 from ssl_bench.pretrain import pretrain
+from helpers import QUIET
 
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 BASE_LR = 0.1  # configs/digits/simclr.yaml, at the reference batch of 256
 
 

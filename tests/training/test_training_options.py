@@ -3,8 +3,7 @@ torch.compile of the backbone, and the per-image pipeline as the alternative to 
 import json
 
 from ssl_bench.cli import main
-
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from helpers import QUIET
 
 
 def run(repo, tmp_path, name, *extra):
