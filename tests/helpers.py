@@ -1,5 +1,5 @@
 """What several test modules share (a helper module, not a test): the repository paths, the quiet
-trainer settings, tiny model arguments, the digits CLI arguments and the resume helpers.
+trainer settings, tiny model arguments, the digits CLI arguments, a sweep spec and the resume helpers.
 
 Test modules import from here (``from helpers import QUIET``), never from one another
 (tests/test_tests_layout.py checks it); ``tests/`` is on ``sys.path`` through tests/conftest.py.

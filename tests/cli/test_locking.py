@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ssl_bench.cli import main
 from ssl_bench.errors import RunDirectoryError
 from ssl_bench.locking import hold, holder
-from helpers import QUIET
+from helpers import QUIET, QUIET_OVERRIDES, write_spec
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -98,13 +97,7 @@ def test_two_concurrent_pretrains_on_one_directory(repo, tmp_path, capsys):
 
 
 def _spec(tmp_path: Path, **fields) -> Path:
-    spec = {"name": "lock", "datasets": ["digits"], "config": "configs/{dataset}/{method}.yaml", "methods": ["simclr"],
-            "seeds": [0], "baseline": False,
-            "overrides": {"trainer.max_epochs": 1, "trainer.enable_progress_bar": False,
-                          "trainer.enable_model_summary": False}, **fields}
-    path = tmp_path / "lock.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_spec(tmp_path, "lock", methods=["simclr"], seeds=[0], **fields)
 
 
 def test_second_sweep_on_one_directory_is_refused(repo, tmp_path, foreign_holder, capsys, monkeypatch):
@@ -134,8 +127,7 @@ def test_relaunch_beside_a_live_orphan_cell_names_it(repo, tmp_path, foreign_hol
 def test_killed_sweep_takes_its_cell_down(repo, tmp_path):
     """`kill -9` of the sweep alone (not its process group): the cell gets SIGTERM from the kernel
     (PR_SET_PDEATHSIG), stops at a step boundary with a checkpoint, and releases its directory."""
-    spec = _spec(tmp_path, overrides={"trainer.max_epochs": 50, "trainer.enable_progress_bar": False,
-                                      "trainer.enable_model_summary": False, "run.ckpt_every_n_steps": 2})
+    spec = _spec(tmp_path, overrides={"trainer.max_epochs": 50, **QUIET_OVERRIDES, "run.ckpt_every_n_steps": 2})
     sweep_dir = tmp_path / "sweep"
     sweep = subprocess.Popen([sys.executable, "-m", "ssl_bench.cli", "sweep", str(spec), "--dir", str(sweep_dir)],
                              cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -12,12 +12,7 @@ import pytest
 import ssl_bench.checkpointing as checkpointing
 from ssl_bench.cli import main
 from ssl_bench.methods.simclr import SimCLR
-from helpers import QUIET
-
-
-def digits(repo, run_dir, *extra):
-    return ["pretrain", "--config", str(repo / "configs/digits/simclr.yaml"), "--run.dir", str(run_dir),
-            "--trainer.max_epochs", "1", *QUIET, *extra]
+from helpers import digits_args
 
 
 def one_error_line(capsys) -> str:
@@ -31,7 +26,7 @@ def trained(tmp_path_factory):
     from helpers import REPO
 
     run_dir = tmp_path_factory.mktemp("trained")
-    assert main(digits(REPO, run_dir, "--run.name", "r")) == 0
+    assert main(digits_args(REPO, run_dir, "simclr", "--run.name", "r")) == 0
     return run_dir / "r"
 
 
@@ -57,7 +52,7 @@ def test_full_disk_while_checkpointing_is_one_line_and_leaves_no_tmp(repo, tmp_p
         raise OSError(errno.ENOSPC, "No space left on device", f.name)
 
     monkeypatch.setattr(checkpointing.torch, "save", save_half_then_fail)
-    assert main(digits(repo, tmp_path, "--run.name", "full")) == 2
+    assert main(digits_args(repo, tmp_path, "simclr", "--run.name", "full")) == 2
     err = one_error_line(capsys)
     ckpt_dir = tmp_path / "full/checkpoints"
     assert f"cannot write {ckpt_dir / 'last.ckpt.tmp'}: no space left on the device" in err
@@ -73,7 +68,7 @@ def test_read_only_directory_is_one_line(repo, tmp_path, capsys, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr("ssl_bench.pretrain.dump_config", refuse)
-    assert main(digits(repo, tmp_path, "--run.name", "ro")) == 2
+    assert main(digits_args(repo, tmp_path, "simclr", "--run.name", "ro")) == 2
     assert f"cannot write {tmp_path / 'ro/config.yaml'}: permission denied" in one_error_line(capsys)
     assert config.dump_config is not refuse
 
@@ -97,7 +92,7 @@ class NaNFromTheStart(SimCLR):
 def test_nan_before_any_checkpoint_says_none_was_kept_and_the_rerun_starts_afresh(repo, tmp_path, capsys):
     """Before: "the last good checkpoint was kept" (there was none), and the rerun was refused as an
     "unfinished run". The attempt's files are set aside; the same command then runs."""
-    args = digits(repo, tmp_path, "--run.name", "nan", "--model.check_finite_every_n_steps", "1")
+    args = digits_args(repo, tmp_path, "simclr", "--run.name", "nan", "--model.check_finite_every_n_steps", "1")
     assert main([*args, "--model.name", "test_one_line_errors.NaNFromTheStart"]) == 2
     err = one_error_line(capsys)
     assert "loss became NaN/inf" in err and "no checkpoint had been written; this attempt's files are in" in err
@@ -111,7 +106,7 @@ def test_nan_before_any_checkpoint_says_none_was_kept_and_the_rerun_starts_afres
 @pytest.mark.parametrize("key, value", [("lr", ".nan"), ("lr", "0"), ("lr", "-0.1"), ("weight_decay", ".inf"),
                                         ("warmup_epochs", "-1")])
 def test_non_finite_or_negative_optimiser_values_are_refused_before_the_run(repo, tmp_path, capsys, key, value):
-    assert main(digits(repo, tmp_path, "--run.name", "bad", f"--model.{key}", value)) == 2
+    assert main(digits_args(repo, tmp_path, "simclr", "--run.name", "bad", f"--model.{key}", value)) == 2
     assert f"model.{key} must be a finite number" in one_error_line(capsys)
     assert not (tmp_path / "bad").exists()
 

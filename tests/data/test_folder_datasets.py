@@ -20,6 +20,7 @@ from ssl_bench.cli import main
 from ssl_bench.data import SSLDataModule
 from ssl_bench.data.sources import DatasetNotFoundError, dataset_name, load_source
 from ssl_bench.errors import ConfigError
+from helpers import QUIET
 
 
 def _image(path: Path, shade: int) -> None:
@@ -44,8 +45,7 @@ def _flat(root: Path, n: int = 8) -> Path:
 def _pretrain_args(repo: Path, root: Path, runs: Path, *extra: str) -> list[str]:
     return ["pretrain", "--config", str(repo / "configs/digits/simclr.yaml"), "--data.dataset", "folder",
             "--data.root", str(root), "--data.pipeline", "files_batched", "--data.image_size", "8",
-            "--data.batch_size", "4", "--run.dir", str(runs), "--trainer.max_epochs", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--data.batch_size", "4", "--run.dir", str(runs), "--trainer.max_epochs", "1", *QUIET,
             "--trainer.log_every_n_steps", "1", *extra]
 
 

@@ -11,6 +11,7 @@ from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.errors import ConfigError
 from ssl_bench.pretrain import pretrain
 from ssl_bench.eval.scan import ScanSettings, mine_neighbors, neighbor_accuracy, run_scan
+from helpers import QUIET
 
 FAST = ["--scan_epochs", "1", "--self_label_epochs", "1", "--num_heads", "2", "--kmeans_init", "1",
         "--batch_size", "64", "--num_neighbors", "5"]
@@ -32,9 +33,7 @@ def test_chunked_mining_equals_brute_force():
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory):
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs/digits/simclr.yaml")
-    cfg = apply_overrides(cfg, ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-                                "--trainer.enable_model_summary", "false",
-                                "--run.dir", str(tmp_path_factory.mktemp("runs"))])
+    cfg = apply_overrides(cfg, ["--trainer.max_epochs", "1", *QUIET, "--run.dir", str(tmp_path_factory.mktemp("runs"))])
     summary = pretrain(cfg)
     return f"{summary['run_dir']}/checkpoints/last.ckpt"
 

@@ -13,7 +13,7 @@ import torch
 from ssl_bench.cli import main
 from ssl_bench.config import load_config
 from ssl_bench.methods import DINO, SwAV
-from helpers import tiny_model
+from helpers import QUIET, tiny_model
 
 TINY = tiny_model(8)
 
@@ -64,7 +64,7 @@ def test_er_configs_train_on_digits(repo, tmp_path, method):
     cfg_path = repo / f"configs/digits/{method}_er.yaml"
     assert load_config(cfg_path)["model"]["er_entropy_weight"] == 1.0
     assert main(["pretrain", "--config", str(cfg_path), "--run.dir", str(tmp_path), "--trainer.max_epochs", "1",
-                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]) == 0
+                 *QUIET]) == 0
     (run_dir,) = tmp_path.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_loss"] is not None and np.isfinite(summary["train_loss"])

@@ -10,7 +10,7 @@ from ssl_bench.cli import main
 from ssl_bench.data import SSLDataModule
 from ssl_bench.methods import CMC, DeepClusterV2, SimCLR, SwAV
 from ssl_bench.build import schedule_model
-from helpers import QUIET, tiny_model
+from helpers import digits_args, tiny_model
 
 TINY = tiny_model(4, proj_hidden_dim=16, proj_dim=8, warmup_epochs=0)
 
@@ -103,8 +103,7 @@ def test_deepcluster_prototypes_are_the_centroids_of_the_bank():
     ("deepcluster_v2", ["--model.num_prototypes", "[5000]"], "exceeds the"),
 ])
 def test_bad_zoo_settings_are_one_line(repo, tmp_path, capsys, method, extra, message):
-    args = ["pretrain", "--config", str(repo / f"configs/digits/{method}.yaml"), "--run.dir", str(tmp_path),
-            "--trainer.max_epochs", "1", *QUIET, *extra]
+    args = digits_args(repo, tmp_path, method, *extra)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ssl-bench: error:") and message in err and "\n" not in err

@@ -11,9 +11,9 @@ import sys
 import pytest
 import yaml
 
-from helpers import REPO
 from ssl_bench.sweep.runner import run_sweep
 from ssl_bench.sweep.wandb_log import REPLAYED, _run_id, offline_summary, read_offline_records
+from helpers import QUIET_OVERRIDES, REPO
 
 CELL = "simclr-digits-s0"
 PROJECT = "ssl-bench-sweep-test"
@@ -43,8 +43,7 @@ def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("wandb_live")
     spec = {"name": "wb-live", "methods": ["simclr"], "datasets": ["digits"], "seeds": [0],
             "config": "configs/{dataset}/{method}.yaml", "baseline": False,
-            "overrides": {"trainer.max_epochs": 1, "trainer.enable_progress_bar": False,
-                          "trainer.enable_model_summary": False},
+            "overrides": {"trainer.max_epochs": 1, **QUIET_OVERRIDES},
             "eval": {"knn_k": [10], "linear_epochs": None}, "wandb": {"enabled": True, "project": PROJECT}}
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     sweep, wandb_dir = root / "sweep", root / "wandb-files"
