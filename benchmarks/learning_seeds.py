@@ -1,7 +1,7 @@
 """The learning tests' settings over several seeds: the README's k-NN ranges and the ER table.
 
 Runs ``pretrain`` with the learning tests' config of every method and variant
-(``configs/cifar10-tiny/<row>.yaml``, the files ``tests/test_learning*.py`` read) for every seed, plus the random-init baseline of each seed (and CMC's own, which has two
+(``configs/cifar10-tiny/<row>.yaml``, the files ``tests/learning/test_learning*.py`` read) for every seed, plus the random-init baseline of each seed (and CMC's own, which has two
 encoders), and writes one JSON file per run to ``--out`` (existing ones are reused, so an interrupted
 run continues) and a markdown table to stdout. CI runs seed 0 of every method; this script is how
 the other seeds are measured.

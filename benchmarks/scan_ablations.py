@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]  # ssl_bench without an install (scan_paws_runs: this script's own folder)
 
-from test_scan_paws_learning import SCAN_SETTINGS, simclr_checkpoint  # noqa: E402
+from scan_paws_runs import SCAN_SETTINGS, simclr_checkpoint  # noqa: E402
 
 from ssl_bench.eval import scan  # noqa: E402
 from ssl_bench.metrics.clustering import clustering_metrics  # noqa: E402

@@ -1,8 +1,9 @@
 """SCAN and PAWS on a CIFAR-10 subset with the tiny CNN, over seeds (issue #12).
 
-For each seed: pretrain SimCLR with the learning-test settings (tests/test_learning.py: 4,000
-training images, tiny_cnn width 16, 40 epochs for SCAN), run SCAN on its checkpoint (k-means on the same
-frozen features is the baseline), pretrain PAWS with 10% of the labels, and train the same
+For each seed: pretrain SimCLR with the learning-test settings
+(tests/learning/test_learning_simclr_byol_simsiam_barlow.py: 4,000 training images, tiny_cnn width 16,
+40 epochs for SCAN), run SCAN on its checkpoint (k-means on the same frozen features is the
+baseline), pretrain PAWS with 10% of the labels, and train the same
 backbone supervised-only on the same labelled images, and the PAWS backbone fine-tuned on them with
 that same recipe. Writes ``<out>/results.json`` and prints a
 table. Runs that already have a summary.json in ``<out>`` are reused.
@@ -19,9 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]  # ssl_bench without an install (scan_paws_runs: this script's own folder)
 
-from test_scan_paws_learning import (PAWS_EPOCHS, SCAN_SETTINGS, paws_config, paws_finetuned,  # noqa: E402
+from scan_paws_runs import (PAWS_EPOCHS, SCAN_SETTINGS, paws_config, paws_finetuned,  # noqa: E402
                                      simclr_checkpoint, supervised_baseline)
 
 from ssl_bench.pretrain import pretrain  # noqa: E402

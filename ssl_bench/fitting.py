@@ -6,8 +6,9 @@ the batches of an epoch, the loss of a batch, the optimiser and schedule - is pa
 online linear probe is the one classifier trained elsewhere, inside the Lightning fit
 (``callbacks/linear_probe.py``), one step per pretraining step.
 
-Supervised training on a labelled subset is the supervised-only baseline of semi-supervised methods
-(the backbone from scratch), and fine-tuning of a pretrained backbone with the same recipe.
+Fine-tuning a backbone at random initialisation (``ssl-bench eval --random-init --protocol
+finetune``) is the supervised-only baseline of semi-supervised methods; fine-tuning a pretrained
+one with the same recipe is what their pretraining is compared by.
 
 PAWS's claim is that the unlabelled images help: the supervised-only model is what it has to beat
 with the same labels, and fine-tuning the PAWS backbone with that same recipe (PAWS paper, Sec. 5,
@@ -24,11 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import build_backbone
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import ViewAugment
 from .data.tree_images import Images, image_batches
-from .data.tree_images import embed_images
 
 
 def fit_epochs(optimizer: torch.optim.Optimizer, epochs: int, epoch_batches: Callable[[], Iterable[Any]],
@@ -54,22 +53,6 @@ def fit_epochs(optimizer: torch.optim.Optimizer, epochs: int, epoch_batches: Cal
             total, steps = total + loss.detach().float(), steps + 1
         history.append(float(total) / max(1, steps))
     return history
-
-
-def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_classes: int,
-                     backbone: str = "tiny_cnn", backbone_kwargs: dict | None = None, epochs: int = 100,
-                     batch_size: int = 64, lr: float = 0.05, weight_decay: float = 5e-4,
-                     seed: int = 0, init: nn.Module | None = None,
-                     device: torch.device | str = "cpu") -> nn.Module:
-    """A registry backbone + linear classifier trained on uint8 ``images`` / ``labels`` with
-    ``view``'s augmentation (:func:`fit_classifier`). ``init``: a pretrained backbone of the same
-    architecture whose weights start the training (fine-tuning); None trains from scratch."""
-    torch.manual_seed(seed)
-    net, dim = build_backbone(backbone, **(backbone_kwargs or {}))
-    if init is not None:
-        net.load_state_dict(init.state_dict())
-    return fit_classifier(net, dim, images, labels, view, num_classes, epochs, batch_size, lr, weight_decay,
-                          seed, device)
 
 
 def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Tensor, view: ViewAugment,
@@ -100,12 +83,6 @@ def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Ten
     fit_epochs(opt, epochs, epoch_batches, lambda b: F.cross_entropy(model(augment(b[1].to(device))), labels[b[0]]),
                sched)
     return model.eval()
-
-
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor, normalise: Callable[[Tensor], Tensor]) -> float:
-    """Top-1 (%) of ``model`` on uint8 ``images``."""
-    preds = embed_images(model, images, normalise).argmax(1).cpu()
-    return 100.0 * float((preds == labels.cpu()).float().mean())
 
 
 def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int = 100, batch_size: int = 256,

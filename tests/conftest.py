@@ -1,12 +1,16 @@
-"""Shared fixtures: the repository paths, and the tests/ and examples/ folders importable so that
-``--model test_module.Class`` and ``--model align_uniform.AlignUniform`` resolve."""
+"""Shared fixtures: the repository paths, and the tests/, examples/ and benchmarks/ folders importable
+so that ``from helpers import QUIET``, ``--model align_uniform.AlignUniform`` and the learning tests'
+``from learning_configs import MARGIN`` resolve (a test module's own folder is put on ``sys.path`` by
+pytest, so ``--model test_module.Class`` resolves in the test's process). Shared values and functions:
+tests/helpers.py."""
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-for folder in (REPO / "tests", REPO / "examples"):
+from helpers import REPO  # pytest put tests/ (this file's folder) on sys.path before importing it
+
+for folder in (REPO / "tests", REPO / "examples", REPO / "benchmarks"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
@@ -19,7 +23,7 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def baseline(tmp_path_factory) -> float:
     """k-NN top-1 of the learning tests' tiny CNN at random initialisation (seed 0): computed once per
-    session and shared by every tests/test_learning*.py module."""
+    session and shared by every tests/learning/test_learning*.py module."""
     from learning_configs import random_init_knn
 
     return random_init_knn("simclr", tmp_path_factory.mktemp("baseline"))
@@ -28,5 +32,5 @@ def baseline(tmp_path_factory) -> float:
 @pytest.fixture(scope="session")
 def learning_runs(tmp_path_factory) -> Path:
     """One folder for the session's learning-test runs, so that a run several tests or modules
-    need is trained once (test_learning.py's runs, the SCAN test's SimCLR checkpoint)."""
+    need is trained once (the learning tests' runs, the SCAN test's SimCLR checkpoint)."""
     return tmp_path_factory.mktemp("learning_runs")

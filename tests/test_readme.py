@@ -22,9 +22,9 @@ import shlex
 from pathlib import Path
 
 from ssl_bench.cli import main
+from helpers import QUIET
 
-TINY = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false"]
+TINY = ["--trainer.max_epochs", "1", *QUIET]
 TINY_DATA_MODEL = ["--data.train_subset", "256", "--data.val_subset", "100", "--data.eval_train_subset", "256",
                    "--data.batch_size", "64", "--data.num_workers", "0", "--model.backbone", "tiny_cnn",
                    "--model.backbone_kwargs", "{width: 8}"]

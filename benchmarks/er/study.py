@@ -41,11 +41,11 @@ PROJ_DIM = 64
 COLLAPSE_N_EFF = 10.0
 BATCH_SIZES = (16, 64, 256)
 EMAS = (0.0, 0.9, 0.99)
-# the learning tests' short-run settings (tests/test_learning.py), ER on top
+# the learning tests' short-run settings (tests/learning/test_learning_simclr_byol_simsiam_barlow.py), ER on top
 METHOD_ARGS = {
     "byol": {"optimizer": "lars", "lr": 2.0, "pred_hidden_dim": 256, "weight_decay": 1e-5},
     "simsiam": {"lr": 0.3, "pred_hidden_dim": 64, "weight_decay": 5e-4},
-    # tests/test_learning_zoo2.py's DINO; its head's bottleneck (the monitored embedding) is PROJ_DIM
+    # tests/learning/test_learning_dino_ressl_vicreg_wmse.py's DINO; its head's bottleneck (the monitored embedding) is PROJ_DIM
     "dino": {"optimizer": "lars", "lr": 2.0, "weight_decay": 1e-5, "bottleneck_dim": PROJ_DIM, "out_dim": 256,
              "head_batch_norm": True, "teacher_temp": 0.04, "warmup_teacher_temp_epochs": 0, "clip_grad": 3.0},
 }

@@ -1,0 +1,68 @@
+"""What several test modules share (a helper module, not a test): the repository paths, the quiet
+trainer settings, tiny model arguments, the digits CLI arguments, a sweep spec and the resume helpers.
+
+Test modules import from here (``from helpers import QUIET``), never from one another
+(tests/test_tests_layout.py checks it); ``tests/`` is on ``sys.path`` through tests/conftest.py.
+Helpers the benchmarks use too live under benchmarks/ (``learning_configs``, ``scan_paws_runs``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # CLI arguments
+QUIET_OVERRIDES = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}  # a sweep's overrides
+
+
+def tiny_model(width: int = 4, **settings: Any) -> dict[str, Any]:
+    """Constructor arguments of a method on a ``tiny_cnn`` of ``width`` with the online evaluations
+    off (k-NN, linear probe, collapse monitor); ``settings`` add or replace arguments."""
+    return {"backbone": "tiny_cnn", "backbone_kwargs": {"width": width}, "linear_probe": False, "knn": False,
+            "collapse_monitor": False, **settings}
+
+
+def digits_args(repo: Path, run_dir: Path, method: str = "simclr", *extra: str) -> list[str]:
+    """``ssl-bench pretrain`` arguments: ``configs/digits/<method>.yaml`` for one quiet epoch in ``run_dir``."""
+    return ["pretrain", "--config", str(repo / f"configs/digits/{method}.yaml"), "--run.dir", str(run_dir),
+            "--trainer.max_epochs", "1", *QUIET, *extra]
+
+
+def pythonpath(*folders: Path) -> dict[str, str]:
+    """The environment with ``folders`` and ``tests/`` first on ``PYTHONPATH``: a subprocess that
+    imports a test module by name (``--model test_x.Class``) also imports this module."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [*map(str, folders), str(TESTS),
+                                                                      os.environ.get("PYTHONPATH")]))}
+
+
+class StopAfterEpochs(pl.Callback):
+    """Simulates an interrupted run: stops cleanly after ``n`` epochs (the checkpoint is written)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.n:
+            trainer.should_stop = True
+
+
+def load_ckpt(path) -> dict:
+    """A checkpoint file's contents (plain tensors only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_spec(folder: Path, name: str, **fields: Any) -> Path:
+    """A sweep spec ``folder/<name>.yaml`` on digits, one quiet epoch per cell, no random-init
+    baseline; ``fields`` add or replace spec keys."""
+    spec = {"name": name, "datasets": ["digits"], "config": "configs/{dataset}/{method}.yaml",
+            "overrides": {"trainer.max_epochs": 1, **QUIET_OVERRIDES}, "baseline": False, **fields}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
