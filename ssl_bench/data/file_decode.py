@@ -35,7 +35,7 @@ DRAFT_FACTORS = (8, 4, 2)  # the scales libjpeg's DCT decoder offers (besides 1)
 # ``Image.thumbnail`` uses the same gap (its ``reducing_gap=2.0``). Measured against a full decode +
 # resize of the same crops (sklearn's photographs at 500x375 and 1280x854, 64 px views, 200 crops):
 # gap 1 changed pixels by up to 3.3/255 on average per crop (99th percentile 19, max 53), gap 2 by
-# up to 0.9/255 (99th percentile 5, max 20). ``tests/test_files_batched.py`` holds it to that.
+# up to 0.9/255 (99th percentile 5, max 20). ``tests/data/test_files_batched.py`` holds it to that.
 DRAFT_GAP = 2.0
 Box = tuple[int, int, int, int]  # top, left, height, width in full-image pixels
 
