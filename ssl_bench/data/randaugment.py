@@ -170,8 +170,9 @@ def apply_op(images: Tensor, op: int, magnitude: Tensor, fill: Sequence[float]) 
 
 
 def randaugment(images: Tensor, params: dict[str, Tensor], translate: float, fill: Sequence[float]) -> Tensor:
-    """Apply the sampled steps (``params`` from :func:`sample_params`, on the CPU) to ``images``:
-    at each step, each op code runs once on the samples that drew it."""
+    """Apply the sampled steps (``params`` from :func:`sample_params`, on the CPU) to ``images``, in
+    place (like the pipeline's other stages): at each step, each op code runs once on the samples
+    that drew it."""
     _, _, h, w = images.shape
     op_all, level_all, sign_all = params["ra_op"], params["ra_level"], params["ra_sign"]
     for k in range(op_all.shape[1]):
@@ -181,6 +182,6 @@ def randaugment(images: Tensor, params: dict[str, Tensor], translate: float, fil
             sel = (op_all[:, k] == code).nonzero().squeeze(1)
             mag = op_magnitude(code, level_all[sel, k], sign_all[sel, k], h, w, translate)
             idx = sel.to(images.device, non_blocking=True)
-            images = images.index_copy(0, idx, apply_op(images.index_select(0, idx), code, mag, fill))
+            images.index_copy_(0, idx, apply_op(images.index_select(0, idx), code, mag, fill))
     return images
 
