@@ -100,12 +100,16 @@ def test_sampled_ops_signs_and_noisy_levels():
     assert abs(float(level.mean()) - (10 - 0.5 / math.sqrt(2 * math.pi))) < 0.01
     fixed = ra.sample_params(100, 2, magnitude=7.0, generator=_gen(3))["ra_level"]
     assert bool((fixed == 7.0).all())
+    # timm's per-op probability: a step is the identity with 1 - p + p / 14
+    halved = ra.sample_params(n, 2, magnitude=10.0, generator=_gen(4), prob=0.5)["ra_op"]
+    rate = float((halved == ra.IDENTITY).float().mean())
+    assert abs(rate - (0.5 + 0.5 / 14)) < 5 * math.sqrt(0.25 / (2 * n))
 
 
 def test_per_image_randaugment_levels_uses_the_same_outcomes():
     """The per-image pipeline's RandAugment (torchvision's ops, our sampler) at level 10 without noise
     makes only images from the batched outcome set."""
-    view = build_recipe({"name": "infomin", "randaug_magnitude_std": 0.0,
+    view = build_recipe({"name": "infomin", "randaug_magnitude_std": 0.0, "randaug_prob": 1.0,
                          "randaug_translate": ra.TORCHVISION_TRANSLATE}, 9, (0.0,) * 3, (1.0,) * 3).views[0]
     x = torch.rand(1, 3, 10, 9, generator=_gen(4))
     outcomes = _all_outcomes(x, 2).flatten(1)
@@ -122,7 +126,8 @@ def test_infomin_view_equals_torchvision_ops_in_infomins_order():
     v = recipe.views[0]
     assert (v.crop_scale, v.brightness, v.saturation, v.hue, v.jitter_prob, v.grayscale_prob) == \
         ((0.2, 1.0), 0.8, 0.8, 0.2, 0.8, 0.2)
-    assert (v.randaug_num_ops, v.randaug_magnitude, v.randaug_magnitude_std, v.randaug_translate) == (2, 10.0, 0.5, 0.45)
+    assert (v.randaug_num_ops, v.randaug_magnitude, v.randaug_magnitude_std, v.randaug_prob, v.randaug_translate) == \
+        (2, 10.0, 0.5, 0.5, 0.45)
     x = torch.rand(40, 3, 20, 18, generator=_gen(5))
     aug = BatchedViewAugment(v, generator=_gen(6))
     p = aug.sample_params(len(x), 20, 18)

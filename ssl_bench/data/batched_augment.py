@@ -132,7 +132,7 @@ class BatchedViewAugment(nn.Module):
         p["solarize"] = _bernoulli(n, v.solarize_prob, g)
         if v.randaug_num_ops:           # drawn last: the other recipes' streams stay as they were
             p.update(randaugment.sample_params(n, v.randaug_num_ops, v.randaug_magnitude,
-                                               v.randaug_magnitude_std, g))
+                                               v.randaug_magnitude_std, g, v.randaug_prob))
         return p
 
     def apply(self, images: Tensor, params: dict[str, Tensor], input_scale: float | None = None) -> Tensor:

@@ -26,7 +26,7 @@ class RandAugmentLevels(v2.RandAugment):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         v = self.view
         h, w = image.shape[-2:]
-        p = ra.sample_params(1, v.randaug_num_ops, v.randaug_magnitude, v.randaug_magnitude_std)
+        p = ra.sample_params(1, v.randaug_num_ops, v.randaug_magnitude, v.randaug_magnitude_std, prob=v.randaug_prob)
         for op, level, sign in zip(p["ra_op"][0].tolist(), p["ra_level"][0], p["ra_sign"][0]):
             magnitude = float(ra.op_magnitude(op, level, sign, h, w, v.randaug_translate))
             image = self._apply_image_or_video_transform(image, ra.OPS[op], magnitude,

@@ -9,7 +9,8 @@ enhancement factors ``1 +- 0.9``, posterize to ``round(8 - 0.4 L)`` bits, solari
 So at an integer level and ``magnitude_std = 0`` a step is exactly torchvision's
 ``RandAugment(num_ops, magnitude=L, num_magnitude_bins=11)`` (with ``translate = 150/331``, its
 constant); ``magnitude_std > 0`` draws the level per sample and step from ``N(L, std)`` clipped
-to ``[0, 10]`` (timm's ``mstd``). Geometric ops use nearest interpolation, like torchvision's default,
+to ``[0, 10]`` (timm's ``mstd``), and ``prob < 1`` runs each step with that probability (timm's
+``AugmentOp`` default 0.5). Geometric ops use nearest interpolation, like torchvision's default,
 and fill with ``fill`` (InfoMin fills with the dataset mean colour).
 
 Every op takes a float batch ``(B, 3, H, W)`` in ``[0, 1]`` and per-sample tensors ``(B,)``, and
@@ -37,15 +38,19 @@ TORCHVISION_TRANSLATE = 150.0 / 331.0  # torchvision's translation at full stren
 
 
 def sample_params(n: int, num_ops: int, magnitude: float, magnitude_std: float = 0.0,
-                  generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                  generator: torch.Generator | None = None, prob: float = 1.0) -> dict[str, Tensor]:
     """Per-sample, per-step parameters on the CPU: ``ra_op`` (int64 op code), ``ra_level`` (level in
     ``[0, 10]``) and ``ra_sign`` (+-1; -1 with probability 1/2 as torchvision's ``rand() <= 0.5``),
-    each ``(n, num_ops)``."""
+    each ``(n, num_ops)``. With ``prob < 1`` each step runs with probability ``prob`` and is the
+    identity otherwise (timm's ``AugmentOp(prob=0.5)``, which InfoMin's ``rand-n2-m10-mstd0.5`` uses;
+    torchvision always runs its ops)."""
     op = torch.randint(len(OPS), (n, num_ops), generator=generator)
     sign = torch.where(torch.rand(n, num_ops, generator=generator) <= 0.5, -1.0, 1.0)
     level = torch.full((n, num_ops), float(magnitude))
     if magnitude_std > 0:
         level = (level + magnitude_std * torch.randn(n, num_ops, generator=generator)).clamp(0.0, MAX_LEVEL)
+    if prob < 1.0:
+        op = torch.where(torch.rand(n, num_ops, generator=generator) < prob, op, IDENTITY)
     return {"ra_op": op, "ra_level": level, "ra_sign": sign}
 
 
