@@ -15,8 +15,8 @@ from .moco import MoCoV2Plus
 
 
 class InfoMin(MoCoV2Plus):
-    """InfoMin's recipe (Sec. 5): the MoCo v2 engine, the InfoMin augmentation (``data.augment:
-    {name: infomin}``: views that share less information) and a JigSaw branch (PIRL's).
+    """InfoMin (Tian et al. 2020), its recipe of Sec. 5: the MoCo v2 engine, the InfoMin augmentation
+    (``data.augment: {name: infomin}``: views that share less information) and a JigSaw branch (PIRL's).
 
     Per step, for views x1, x2: puzzles P(x1), P(x2) (``grid x grid`` patches, ``jigsaw.py``) go
     through the backbone with the views; q_i = g(f(x_i)), j_i = h(f(P(x_i))), k_i = g_m(f_m(x_i))
