@@ -7,8 +7,9 @@ optionally with the semi-supervised term (Eq. 7) that keeps the label in both vi
 c1, c2 on the views, trained with g to predict y, ``min_{g,c} -L_NCE + lambda (CE(c1(v1), y) + CE(c2(v2), y))``.
 
 The flow is pixel-wise (a 1x1 map, the same at every pixel) and invertible by construction: blocks
-of an invertible 3x3 channel mixing (LU-parameterised, as Glow's 1x1 convolution) and an affine
-coupling (channels 2-3 scaled and shifted by a per-pixel MLP of channel 1, then the roles swap).
+of an invertible 3x3 channel mixing (LU-parameterised, as Glow's 1x1 convolution, a random rotation
+at init) and affine couplings (identity at init: channels 2-3 scaled and shifted by a per-pixel MLP
+of channel 1, then the roles swap).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from .. import losses
 
 
 class ChannelMix(nn.Module):
-    """Invertible 3x3 per-pixel channel mixing ``W = P L (U + diag(s))``, identity at init."""
+    """Invertible 3x3 per-pixel channel mixing ``W = P L (U + diag(s))``, a random rotation at init
+    (Glow's invertible 1x1 convolution)."""
 
     def __init__(self, channels: int = 3, seed: int = 0) -> None:
         super().__init__()
