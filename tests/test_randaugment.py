@@ -157,3 +157,21 @@ def test_other_recipes_draw_no_randaugment_parameters():
     assert not any(k.startswith("ra_") for k in BatchedViewAugment(view, _gen(0)).sample_params(4, 16, 16))
     infomin = replace(view, randaug_num_ops=2)
     assert BatchedViewAugment(infomin, _gen(0)).sample_params(4, 16, 16)["ra_op"].shape == (4, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_infomin_views_and_puzzles_on_cuda_match_cpu():
+    """The batched InfoMin views (RandAugment included) and the JigSaw patches on the device equal
+    the CPU's for the same seed; a nearest-neighbour warp may flip a pixel at a rounding tie."""
+    from ssl_bench.data.batched_augment import BatchedMultiView
+    from ssl_bench.methods.jigsaw import cut_patches, sample_puzzles
+    recipe = build_recipe({"name": "infomin"}, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    cpu = BatchedMultiView(recipe, generator=_gen(9))(x)
+    gpu = BatchedMultiView(recipe, generator=_gen(9)).cuda()(x.cuda())
+    for u, w in zip(cpu, gpu):
+        assert w.device.type == "cuda"
+        assert ((u - w.cpu()).abs() > 1e-3).float().mean() < 1e-3
+    p = sample_puzzles(64, 32, 3, 8, _gen(3))
+    assert torch.equal(cut_patches(cpu[0], p["top"], p["left"], 8),
+                       cut_patches(cpu[0].cuda(), p["top"], p["left"], 8).cpu())
