@@ -11,8 +11,10 @@ Each view follows the SimCLR / BYOL augmentation (Chen et al., 2020, Appendix A;
 3. with ``jitter_prob``: ColorJitter, factors ~ U(torchvision's ranges: ``[max(0, 1 - b), 1 + b]``
    for brightness / contrast / saturation, ``[-h, h]`` for hue; a zero strength skips the op), in a
    random order drawn PER SAMPLE, as torchvision draws ``randperm(4)`` per image;
-4. grayscale with ``grayscale_prob``; 5. Gaussian blur with ``blur_prob``, kernel
-   ``blur_kernel_size``, sigma ~ U(blur_sigma); 6. solarise with ``solarize_prob`` at
+4. Gaussian blur with ``blur_prob``, kernel ``blur_kernel_size``, sigma ~ U(blur_sigma);
+5. RandAugment with ``randaug_num_ops`` steps (``randaugment.py``; InfoMin's recipe), then grayscale
+   with ``grayscale_prob`` (InfoMin's order; without RandAugment, grayscale and blur commute);
+6. solarise with ``solarize_prob`` at
    ``round(255 * solarize_threshold) / 255`` (torchvision's uint8 threshold);
 7. Normalize(mean, std).
 
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 
 from . import batched_ops as ops
+from . import randaugment
 from .recipes import MultiViewRecipe, ViewAugment
 
 NO_OP = 4  # jitter op code for "nothing at this position" (samples that are not jittered)
@@ -107,7 +110,8 @@ class BatchedViewAugment(nn.Module):
         """Per-sample parameters on the CPU: crop box (``top, left, height, width``), bools
         ``flip, jitter, grayscale, blur, solarize``, jitter factors ``brightness, contrast,
         saturation, hue`` (identity where an op is skipped), ``jitter_order`` ``(B, 4)`` (a random
-        permutation of the op codes 0-3 per sample) and blur ``sigma``."""
+        permutation of the op codes 0-3 per sample), blur ``sigma`` and, with RandAugment on,
+        ``ra_op, ra_level, ra_sign`` ``(B, randaug_num_ops)``."""
         v = self.view
         p = sample_crop_boxes(batch_size, height, width, v.crop_scale, v.crop_ratio, self.generator)
         return {**p, **self.sample_appearance(batch_size)}
@@ -126,6 +130,9 @@ class BatchedViewAugment(nn.Module):
         p["blur"] = _bernoulli(n, v.blur_prob, g)
         p["sigma"] = _uniform(n, v.blur_sigma[0], v.blur_sigma[1], g)
         p["solarize"] = _bernoulli(n, v.solarize_prob, g)
+        if v.randaug_num_ops:           # drawn last: the other recipes' streams stay as they were
+            p.update(randaugment.sample_params(n, v.randaug_num_ops, v.randaug_magnitude,
+                                               v.randaug_magnitude_std, g, v.randaug_prob))
         return p
 
     def apply(self, images: Tensor, params: dict[str, Tensor], input_scale: float | None = None) -> Tensor:
@@ -137,8 +144,9 @@ class BatchedViewAugment(nn.Module):
         cpu = {k: t.cpu() for k, t in params.items()}
         x = self.crop(images, cpu, input_scale)
         x = self.jitter(x, cpu)
-        x = self.grayscale(x, cpu)
         x = self.blur(x, cpu)
+        x = self.randaugment(x, cpu)
+        x = self.grayscale(x, cpu)
         x = self.solarize(x, cpu)
         return ops.normalize(x, self.view.mean, self.view.std)
 
@@ -191,6 +199,11 @@ class BatchedViewAugment(nn.Module):
         sigma = p["sigma"][idx].to(x.device, non_blocking=True)
         idx = idx.to(x.device, non_blocking=True)
         return x.index_copy_(0, idx, ops.gaussian_blur(x.index_select(0, idx), self.view.blur_kernel_size, sigma))
+
+    def randaugment(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        if not self.view.randaug_num_ops:
+            return x
+        return randaugment.randaugment(x, p, self.view.randaug_translate, fill=self.view.mean)
 
     def solarize(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         if not bool(p["solarize"].any()):

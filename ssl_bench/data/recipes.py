@@ -10,6 +10,11 @@ Named recipes:
 - ``byol``: BYOL (Grill et al., 2020, Table 6): jitter (0.4, 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2,
   asymmetric blur p=(1.0, 0.1) and solarisation p=(0.0, 0.2). On CIFAR-sized images the blur is off
   for both views (the usual CIFAR adaptation, e.g. the solo-learn CIFAR configs).
+- ``infomin``: InfoMin (Tian et al., 2020, Sec. 5 and its official ``aug: D`` code): crop (0.2, 1),
+  flip, jitter (0.8, 0.8, 0.8, 0.2) p=0.8, blur p=0.5, RandAugment (2 ops, level 10 of 10, level std
+  0.5, each op run with p=0.5 as timm's ``rand-n2-m10-mstd0.5``, translation up to 0.45 of the side,
+  fill = the mean colour), grayscale p=0.2. On CIFAR-sized
+  images the blur is off (the project's CIFAR adaptation, as for ``simclr``); ``blur_prob`` overrides it.
 - ``weak``: ReSSL (Zheng et al., 2021, Sec. 3.3): view 0 is the weak view the teacher sees (random
   resized crop and flip only), view 1 the strong view the student sees (MoCo v2's augmentations:
   jitter (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2, blur p=0.5 on ImageNet-sized images only).
@@ -45,6 +50,14 @@ class ViewAugment:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_prob: float = 0.0
     solarize_threshold: float = 0.5  # on images scaled to [0, 1]
+    # RandAugment after the blur, before grayscale (randaugment.py; 0 ops = off): level on timm's
+    # 0-10 scale, its per-sample Gaussian noise, the probability that a step runs (timm: 0.5,
+    # torchvision: 1) and the translation at level 10 as a fraction of the side.
+    randaug_num_ops: int = 0
+    randaug_magnitude: float = 10.0
+    randaug_magnitude_std: float = 0.0
+    randaug_prob: float = 1.0
+    randaug_translate: float = 150 / 331   # torchvision's constant; InfoMin uses 0.45
     mean: tuple[float, float, float] = CIFAR_MEAN
     std: tuple[float, float, float] = CIFAR_STD
 
@@ -105,7 +118,15 @@ def _weak(size: int, **kw: Any) -> MultiViewRecipe:
     return MultiViewRecipe(views=(replace(weak, **kw), replace(strong, **kw)))
 
 
-RECIPES = {"simclr": _simclr, "byol": _byol, "weak": _weak}
+def _infomin(size: int, **kw: Any) -> MultiViewRecipe:
+    view = ViewAugment(size=size, crop_scale=(0.2, 1.0), brightness=0.8, contrast=0.8, saturation=0.8,
+                       hue=0.2, blur_prob=0.0 if size <= SMALL_IMAGE_SIZE else 0.5, randaug_num_ops=2,
+                       randaug_magnitude=10.0, randaug_magnitude_std=0.5, randaug_prob=0.5,
+                       randaug_translate=0.45)
+    return MultiViewRecipe(views=(replace(view, **kw),) * 2)
+
+
+RECIPES = {"simclr": _simclr, "byol": _byol, "weak": _weak, "infomin": _infomin}
 VIEW_KEYS = {f.name for f in fields(ViewAugment)}
 RECIPE_KEYS = {"name", "num_small_crops", "small_crop_size", "small_crop_scale"}
 

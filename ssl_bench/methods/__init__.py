@@ -5,6 +5,7 @@ from .byol import BYOL
 from .cmc import CMC
 from .deepcluster import DeepClusterV2
 from .dino import DINO
+from .infomin import InfoMin
 from .moco import MoCoV2Plus
 from .momentum import BaseMomentumMethod, ema_update_
 from .nnclr import NNCLR
@@ -22,6 +23,7 @@ METHODS: dict[str, type[BaseMethod]] = {
     "simsiam": SimSiam,
     "barlow_twins": BarlowTwins,
     "moco_v2plus": MoCoV2Plus,
+    "infomin": InfoMin,
     "nnclr": NNCLR,
     "swav": SwAV,
     "deepcluster_v2": DeepClusterV2,

@@ -1,12 +1,14 @@
 """Method zoo part 1 on 2 gloo processes equals 1 process on the concatenated batch: Sinkhorn (alone
 and with SwAV's sharded queue), the in-batch InfoNCE of NNCLR and CMC (values and gradients), MoCo's
-queue InfoNCE, DeepCluster v2's memory bank and NNCLR's support set (same on every rank, keys of both).
+queue InfoNCE, DeepCluster v2's memory bank and NNCLR's support set (same on every rank, keys of both),
+and InfoMin's step (tests/test_infomin.py: per-rank puzzles, queue loss, gradients, enqueued keys).
 
 One spawn of two processes computes everything (each spawn costs seconds of interpreter start)."""
 import torch
 import torch.nn.functional as F
 
 from ddp_harness import run_on_ranks
+from test_infomin import assert_infomin_ranks_equal, infomin_on_rank
 from ssl_bench import distributed
 from ssl_bench.losses import batch_infonce, cmc_loss, infonce, sinkhorn
 from ssl_bench.methods import NNCLR, SwAV
@@ -22,7 +24,9 @@ def _inputs() -> dict:
     return {"scores": F.normalize(torch.randn(B, D, generator=g), dim=1) @ F.normalize(torch.randn(K, D, generator=g), dim=1).T,
             "z": [torch.randn(B, D, generator=g) for _ in range(3)],
             "queue_steps": torch.randn(3, B, D, generator=g),
-            "indices": torch.randperm(20, generator=g)[:B]}
+            "indices": torch.randperm(20, generator=g)[:B],
+            "infomin_views": [torch.randn(B, 3, 16, 16, generator=g) for _ in range(2)],
+            "infomin_keys": torch.randn(20, 8, generator=g)}
 
 
 def _on_rank(inputs: dict) -> dict:
@@ -57,6 +61,7 @@ def _on_rank(inputs: dict) -> dict:
     nnclr_method = NNCLR(queue_size=64, proj_layers=2, pred_hidden_dim=8, **TINY)
     nnclr_method.support.enqueue(mine(inputs["z"][0]))
     out["support"] = nnclr_method.support.contents()
+    out["infomin"] = infomin_on_rank(inputs["infomin_views"], inputs["infomin_keys"])
     return out
 
 
@@ -76,3 +81,4 @@ def test_two_ranks_equal_one_process():
             torch.testing.assert_close(o["bank"][name], value, rtol=0, atol=0)
         torch.testing.assert_close(o["support"], single["support"], rtol=0, atol=0)
     assert single["bank"]["filled"].sum() == B
+    assert_infomin_ranks_equal(single["infomin"], [o["infomin"] for o in ranks])

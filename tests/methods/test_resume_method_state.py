@@ -12,6 +12,7 @@ from helpers import QUIET, StopAfterEpochs, load_ckpt
 # method use it within 2 short epochs (4 steps each)
 STATE = {
     "moco_v2plus": ("queue.keys", ["--model.queue_size", "384"]),  # wraps around
+    "infomin": ("queue.keys", ["--model.queue_size", "384"]),      # and the puzzles' generator state
     "nnclr": ("support.keys", ["--model.queue_size", "384"]),
     "swav": ("queues.0.keys", ["--model.queue_size", "256", "--model.queue_start_epoch", "0",
                                "--model.freeze_prototypes_steps", "6"]),  # frozen across the resume

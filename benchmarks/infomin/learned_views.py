@@ -1,0 +1,127 @@
+"""InfoMin's learned views at CPU scale (Tian et al., 2020, Sec. 4.2, Table 1): learn a pixel-wise
+flow that splits a colour image into two views (``ssl_bench/methods/view_generator.py``)
+adversarially against the contrastive critic, unsupervised (Eq. 6) and with the semi-supervised
+label term (Eq. 7), then train the contrastive encoders of ``reverse_u.py`` on the learned views
+(the flow frozen) and compare with the fixed Lab split (L vs ab) at the same contrastive budget,
+over seeds.
+
+View learning: ``--view-epochs`` epochs of ``adversarial_step`` on the training subset (flip + padded
+crop), critic = the two view encoders (tiny_cnn, width 8, 64-d head), Adam lr 1e-3 for the critic
+and the generator; semi-supervised: two small classifiers on the views, trained with the generator
+on the training subset's labels (all of them: the same images are the k-NN bank and the probe's
+training set), ``label_weight`` 1. The flow's input is the CIFAR-normalised RGB image; its views are
+standardised like the fixed splits'. The contrastive stage and the evaluation are ``reverse_u.py``'s.
+
+    OMP_NUM_THREADS=1 python benchmarks/infomin/learned_views.py --out benchmarks/infomin/out_learned
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ssl_bench.data.sources import load_source, stratified_subset
+from ssl_bench.methods.view_generator import PixelFlow, adversarial_step
+
+from reverse_u import Encoder, Setting, augment, run_setting
+
+
+class LearnedSplit:
+    """A frozen flow as a colour split: RGB in [0, 1] -> (v1, v2), standardised on ``reference``."""
+
+    def __init__(self, flow: PixelFlow, normalise, reference: Tensor) -> None:
+        self.flow, self.normalise = flow.eval(), normalise
+        self.channels1, self.channels2 = (0,), (1, 2)
+        with torch.no_grad():
+            y = self.flow(self.normalise(reference))
+        self.mean = y.mean(dim=(0, 2, 3), keepdim=True)
+        self.std = y.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
+
+    def __call__(self, rgb: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            y = (self.flow(self.normalise(rgb)) - self.mean) / self.std
+        return y[:, :1], y[:, 1:]
+
+
+def classifier(in_chans: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def learn_views(train: tuple[Tensor, Tensor], normalise, epochs: int, batch: int, seed: int,
+                semi: bool) -> tuple[PixelFlow, list[dict]]:
+    torch.manual_seed(seed)
+    flow = PixelFlow(blocks=2, hidden=16, seed=seed)
+    critic = nn.ModuleList([Encoder(1, 8), Encoder(2, 8)])
+    heads = nn.ModuleList([classifier(1), classifier(2)])
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+    gen_opt = torch.optim.Adam(list(flow.parameters()) + (list(heads.parameters()) if semi else []), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    images, labels = train
+    log = []
+    for epoch in range(epochs):
+        steps = []
+        for idx in torch.randperm(len(images), generator=gen).split(batch):
+            if len(idx) < batch:
+                continue
+            x = normalise(augment(images[idx].float() / 255, gen, pad_crop=True))
+            steps.append(adversarial_step(flow, critic, x, critic_opt, gen_opt, labels=labels[idx] if semi else None,
+                                          classifiers=heads if semi else None))
+        log.append({k: statistics.mean(s[k] for s in steps) for k in steps[0]} | {"epoch": epoch})
+    return flow, log
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=2048)
+    ap.add_argument("--view-epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=128)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    src = load_source("cifar10")
+    tr = stratified_subset(src.train.labels, args.train, seed=0)
+    te = stratified_subset(src.val.labels, args.test, seed=0)
+    train = (src.train.images[tr], src.train.labels[tr])
+    test = (src.val.images[te], src.val.labels[te])
+    reference = train[0][:2000].float() / 255
+    rows = []
+    for seed in args.seeds:
+        for variant in ("Lab", "learned-unsup", "learned-semi"):
+            cache = args.out / f"{variant}-s{seed}.json"
+            if cache.exists():
+                row = json.loads(cache.read_text())
+            else:
+                s = Setting("colour", "Lab", reference, width=16)
+                row = {"variant": variant, "seed": seed}
+                if variant != "Lab":
+                    flow, log = learn_views(train, s.normalise, args.view_epochs, args.batch, seed,
+                                            semi=variant == "learned-semi")
+                    s.split = LearnedSplit(flow, s.normalise, reference)
+                    row["view_learning"] = log
+                row |= run_setting(s, train, test, args.epochs, args.batch, seed)
+                cache.write_text(json.dumps(row, indent=1))
+            print(json.dumps({k: v for k, v in row.items() if k != "view_learning"}), flush=True)
+            rows.append(row)
+    lines = ["| views | I_NCE (nats) | k-NN top-1 | linear top-1 | seeds |", "|---|---|---|---|---|"]
+    for variant in ("Lab", "learned-unsup", "learned-semi"):
+        rs = [r for r in rows if r["variant"] == variant]
+
+        def fmt(key: str) -> str:
+            vals = [r[key] for r in rs]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            return f"{statistics.mean(vals):.2f} +- {sd:.2f} ({', '.join(f'{v:.2f}' for v in vals)})"
+        lines.append(f"| {variant} | {fmt('i_nce')} | {fmt('knn_top1')} | {fmt('linear_top1')} | {len(rs)} |")
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
