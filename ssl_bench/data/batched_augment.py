@@ -11,9 +11,9 @@ Each view follows the SimCLR / BYOL augmentation (Chen et al., 2020, Appendix A;
 3. with ``jitter_prob``: ColorJitter, factors ~ U(torchvision's ranges: ``[max(0, 1 - b), 1 + b]``
    for brightness / contrast / saturation, ``[-h, h]`` for hue; a zero strength skips the op), in a
    random order drawn PER SAMPLE, as torchvision draws ``randperm(4)`` per image;
-4. Gaussian blur with ``blur_prob``, kernel ``blur_kernel_size``, sigma ~ U(blur_sigma);
-5. RandAugment with ``randaug_num_ops`` steps (``randaugment.py``; InfoMin's recipe), then grayscale
-   with ``grayscale_prob`` (InfoMin's order; without RandAugment, grayscale and blur commute);
+4. grayscale with ``grayscale_prob``; 5. Gaussian blur with ``blur_prob``, kernel
+   ``blur_kernel_size``, sigma ~ U(blur_sigma); with RandAugment on (``randaug_num_ops``,
+   ``randaugment.py``; InfoMin's recipe) the order is InfoMin's instead: blur, RandAugment, grayscale;
 6. solarise with ``solarize_prob`` at
    ``round(255 * solarize_threshold) / 255`` (torchvision's uint8 threshold);
 7. Normalize(mean, std).
@@ -144,9 +144,10 @@ class BatchedViewAugment(nn.Module):
         cpu = {k: t.cpu() for k, t in params.items()}
         x = self.crop(images, cpu, input_scale)
         x = self.jitter(x, cpu)
-        x = self.blur(x, cpu)
-        x = self.randaugment(x, cpu)
-        x = self.grayscale(x, cpu)
+        if self.view.randaug_num_ops:  # InfoMin's order: blur, RandAugment, then grayscale
+            x = self.grayscale(self.randaugment(self.blur(x, cpu), cpu), cpu)
+        else:  # SimCLR / BYOL's order (the recorded runs' float operations, unchanged)
+            x = self.blur(self.grayscale(x, cpu), cpu)
         x = self.solarize(x, cpu)
         return ops.normalize(x, self.view.mean, self.view.std)
 

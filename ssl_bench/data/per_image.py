@@ -34,6 +34,14 @@ class RandAugmentLevels(v2.RandAugment):
         return image
 
 
+def _grayscale_blur_randaugment(v: ViewAugment) -> list[v2.Transform]:
+    """SimCLR / BYOL's grayscale then blur; with RandAugment on, InfoMin's blur, RandAugment, grayscale
+    (as the batched pipeline orders them)."""
+    grayscale = v2.RandomGrayscale(v.grayscale_prob)
+    blur = v2.RandomApply([v2.GaussianBlur(v.blur_kernel_size, sigma=v.blur_sigma)], p=v.blur_prob)
+    return [blur, RandAugmentLevels(v), grayscale] if v.randaug_num_ops else [grayscale, blur]
+
+
 def view_transform(v: ViewAugment) -> v2.Compose:
     """torchvision transform for one view: uint8 CHW tensor or PIL image in, normalised float out."""
     return v2.Compose([
@@ -41,9 +49,7 @@ def view_transform(v: ViewAugment) -> v2.Compose:
         v2.RandomResizedCrop(v.size, scale=v.crop_scale, ratio=v.crop_ratio, antialias=True),
         v2.RandomHorizontalFlip(v.hflip_prob),
         v2.RandomApply([v2.ColorJitter(v.brightness, v.contrast, v.saturation, v.hue)], p=v.jitter_prob),
-        v2.RandomApply([v2.GaussianBlur(v.blur_kernel_size, sigma=v.blur_sigma)], p=v.blur_prob),
-        RandAugmentLevels(v) if v.randaug_num_ops else v2.Identity(),
-        v2.RandomGrayscale(v.grayscale_prob),
+        *_grayscale_blur_randaugment(v),
         v2.RandomSolarize(threshold=round(v.solarize_threshold * 255), p=v.solarize_prob),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(v.mean, v.std),

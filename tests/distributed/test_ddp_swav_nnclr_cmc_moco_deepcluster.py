@@ -1,22 +1,23 @@
 """Method zoo part 1 on 2 gloo processes equals 1 process on the concatenated batch: Sinkhorn (alone
 and with SwAV's sharded queue), the in-batch InfoNCE of NNCLR and CMC (values and gradients), MoCo's
 queue InfoNCE, DeepCluster v2's memory bank and NNCLR's support set (same on every rank, keys of both),
-and InfoMin's step (tests/test_infomin.py: per-rank puzzles, queue loss, gradients, enqueued keys).
+and InfoMin's step (per-rank puzzles, queue loss, gradients, enqueued keys).
 
 One spawn of two processes computes everything (each spawn costs seconds of interpreter start)."""
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ddp_harness import run_on_ranks
-from test_infomin import assert_infomin_ranks_equal, infomin_on_rank
 from ssl_bench import distributed
 from ssl_bench.losses import batch_infonce, cmc_loss, infonce, sinkhorn
-from ssl_bench.methods import NNCLR, SwAV
+from ssl_bench.methods import NNCLR, InfoMin, SwAV
 from ssl_bench.methods.deepcluster import MemoryBank
 from helpers import tiny_model
 
 B, D, K = 8, 6, 5  # global batch, embedding dim, prototypes
 TINY = tiny_model(2, proj_hidden_dim=8, proj_dim=D)
+INFOMIN = tiny_model(4, proj_hidden_dim=16, proj_dim=8, queue_size=32)
 
 
 def _inputs() -> dict:
@@ -82,3 +83,42 @@ def test_two_ranks_equal_one_process():
         torch.testing.assert_close(o["support"], single["support"], rtol=0, atol=0)
     assert single["bank"]["filled"].sum() == B
     assert_infomin_ranks_equal(single["infomin"], [o["infomin"] for o in ranks])
+
+
+def infomin_on_rank(views: list[torch.Tensor], keys: torch.Tensor) -> tuple:
+    """This rank's half of the batch, BatchNorm frozen (tests/test_ddp_equivalence.py), the queue
+    pre-filled identically on every rank -> (rank-averaged loss and gradients, the queue after the
+    step). Each rank cuts its slice of the global batch's puzzles."""
+    torch.manual_seed(0)
+    model = InfoMin(**INFOMIN)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    model.queue.enqueue(F.normalize(keys, dim=1), gather=False)
+    w, r = distributed.world_size(), distributed.rank()
+    _, out = model.compute_ssl_loss([v.chunk(w)[r] for v in views])
+    out["loss"].backward()
+    loss = out["loss"].detach()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    if w > 1:
+        for t in (loss, *grads.values()):
+            torch.distributed.all_reduce(t)
+            t /= w
+    return loss, grads, model.queue.contents()
+
+
+def assert_infomin_ranks_equal(single: tuple, per_rank: list[tuple]) -> None:
+    """The queue loss, the DDP-averaged gradients and the enqueued keys of every rank (gathered:
+    [k1, k2] per rank in rank order, so the whole batch's keys in another order) == one process."""
+    loss, grads, queue = single
+    assert grads["jigsaw_head.fc2.weight"].abs().sum() > 0 and grads["backbone.0.0.weight"].abs().sum() > 0
+    scale = max(v.abs().max().item() for v in grads.values())
+    for rank_loss, rank_grads, rank_queue in per_rank:
+        torch.testing.assert_close(rank_loss, loss, rtol=1e-5, atol=1e-6)
+        assert rank_grads.keys() == grads.keys()
+        for name, value in grads.items():
+            torch.testing.assert_close(rank_grads[name], value, rtol=1e-4, atol=1e-4 * scale, msg=name)
+        assert rank_queue.shape == queue.shape
+        nearest = torch.cdist(rank_queue, queue, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+        assert float(nearest.max()) < 1e-5

@@ -1,23 +1,20 @@
 """InfoMin: the loss against a naive loop, the JigSaw branch's puzzles, shapes and head, the method's
-step (puzzles as extra views, reproducible generator). 2 gloo processes == 1 process: ``infomin_on_rank``
-here, run in tests/test_zoo1_ddp.py's one spawn (each spawn costs seconds)."""
+step (puzzles as extra views, reproducible generator). 2 gloo processes == 1 process: in
+tests/distributed/test_ddp_swav_nnclr_cmc_moco_deepcluster.py's one spawn (each spawn costs seconds)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ssl_bench import distributed
 from ssl_bench.errors import ConfigError
 from ssl_bench.losses import infomin_loss
 from ssl_bench.methods import METHODS, InfoMin
 from ssl_bench.methods.jigsaw import JigsawHead, cut_patches, default_patch_size, sample_puzzles
+from helpers import tiny_model
 
-TINY = {"backbone": "tiny_cnn", "backbone_kwargs": {"width": 4}, "proj_hidden_dim": 16, "proj_dim": 8,
-        "queue_size": 32, "linear_probe": False, "knn": False, "collapse_monitor": False}
+TINY = tiny_model(4, proj_hidden_dim=16, proj_dim=8, queue_size=32)  # also tests/distributed's InfoMin step
 
 
 def _naive_nce(q: torch.Tensor, k: torch.Tensor, neg: torch.Tensor, t: float) -> float:
@@ -97,42 +94,3 @@ def test_method_step_puzzles_ride_along_and_are_reproducible():
     assert torch.equal(first, b.puzzles(views)[0]) and not torch.equal(first, a.puzzles(views)[0])
     with pytest.raises(ConfigError, match="jigsaw_beta"):
         InfoMin(jigsaw_beta=2.0, **TINY)
-
-
-def infomin_on_rank(views: list[torch.Tensor], keys: torch.Tensor) -> tuple:
-    """This rank's half of the batch, BatchNorm frozen (tests/test_ddp_equivalence.py), the queue
-    pre-filled identically on every rank -> (rank-averaged loss and gradients, the queue after the
-    step). Each rank cuts its slice of the global batch's puzzles."""
-    torch.manual_seed(0)
-    model = InfoMin(**TINY)
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-    model.queue.enqueue(F.normalize(keys, dim=1), gather=False)
-    w, r = distributed.world_size(), distributed.rank()
-    _, out = model.compute_ssl_loss([v.chunk(w)[r] for v in views])
-    out["loss"].backward()
-    loss = out["loss"].detach()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    if w > 1:
-        for t in (loss, *grads.values()):
-            torch.distributed.all_reduce(t)
-            t /= w
-    return loss, grads, model.queue.contents()
-
-
-def assert_infomin_ranks_equal(single: tuple, per_rank: list[tuple]) -> None:
-    """The queue loss, the DDP-averaged gradients and the enqueued keys of every rank (gathered:
-    [k1, k2] per rank in rank order, so the whole batch's keys in another order) == one process."""
-    loss, grads, queue = single
-    assert grads["jigsaw_head.fc2.weight"].abs().sum() > 0 and grads["backbone.0.0.weight"].abs().sum() > 0
-    scale = max(v.abs().max().item() for v in grads.values())
-    for rank_loss, rank_grads, rank_queue in per_rank:
-        torch.testing.assert_close(rank_loss, loss, rtol=1e-5, atol=1e-6)
-        assert rank_grads.keys() == grads.keys()
-        for name, value in grads.items():
-            torch.testing.assert_close(rank_grads[name], value, rtol=1e-4, atol=1e-4 * scale, msg=name)
-        assert rank_queue.shape == queue.shape
-        nearest = torch.cdist(rank_queue, queue, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
-        assert float(nearest.max()) < 1e-5
