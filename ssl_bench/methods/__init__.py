@@ -5,7 +5,9 @@ from .byol import BYOL
 from .cmc import CMC
 from .deepcluster import DeepClusterV2
 from .dino import DINO
+from .mae import MAE
 from .moco import MoCoV2Plus
+from .mocov3 import MoCoV3
 from .momentum import BaseMomentumMethod, ema_update_
 from .nnclr import NNCLR
 from .paws import PAWS
@@ -31,6 +33,8 @@ METHODS: dict[str, type[BaseMethod]] = {
     "vicreg": VICReg,
     "wmse": WMSE,
     "paws": PAWS,
+    "mocov3": MoCoV3,
+    "mae": MAE,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]
