@@ -8,7 +8,8 @@ the masked tokens before the encoder, so its compute falls with the mask ratio).
 ``arch`` is any timm VisionTransformer name; the other options go to ``timm.create_model`` (sizes
 for 32 px: patch 4; for 96 / 224 px: patch 8 / 16, as the papers). ``freeze_patch_embed`` freezes
 the random patch projection (MoCo v3, Chen et al. 2021, Sec. 5.1: a frozen random patch
-projection stabilises ViT training).
+projection stabilises ViT training). ``feature: mean`` makes the feature the mean of the patch
+tokens instead of [CLS] (I-JEPA has no [CLS] objective and evaluates average-pooled patch tokens).
 """
 from __future__ import annotations
 
@@ -25,18 +26,22 @@ class PatchViT(nn.Module):
     """A timm ``VisionTransformer`` (class token, no register tokens) with two entry points:
 
     - ``forward(images)`` -> (B, D) the final-norm [CLS] token: what BaseMethod's probe, k-NN and
-      collapse monitor see (equal to timm's own ``model(images)`` with ``num_classes=0``);
+      collapse monitor see (equal to timm's own ``model(images)`` with ``num_classes=0``), or with
+      ``feature="mean"`` the mean of the patch tokens;
     - ``tokens(images, keep=None)`` -> ((B, D) [CLS], (B, n, D) patch tokens), where ``keep``
       (B, n) are the patch indices to encode (positions embedded first, then the others dropped).
     """
 
-    def __init__(self, vit: nn.Module, freeze_patch_embed: bool = False) -> None:
+    def __init__(self, vit: nn.Module, freeze_patch_embed: bool = False, feature: str = "cls") -> None:
         super().__init__()
+        if feature not in ("cls", "mean"):
+            raise ValueError(f"backbone 'vit' option feature must be 'cls' or 'mean', got {feature!r}")
         if getattr(vit, "cls_token", None) is None or getattr(vit, "num_prefix_tokens", 1) != 1:
             raise ValueError("backbone 'vit' needs a timm VisionTransformer with a class token and no register tokens")
         if getattr(vit, "global_pool", "token") != "token":
             raise ValueError(f"backbone 'vit' returns the [CLS] token; got global_pool={vit.global_pool!r}")
         self.vit = vit
+        self.feature = feature
         if freeze_patch_embed:
             vit.patch_embed.requires_grad_(False)
 
@@ -85,12 +90,17 @@ class PatchViT(nn.Module):
             patches = gather_tokens(patches, keep)
         return self.encode(patches, cls)
 
+    def pool(self, cls: Tensor, patches: Tensor) -> Tensor:
+        """The feature of ``tokens``' outputs: [CLS], or the mean of the patch tokens (``feature``)."""
+        return cls if self.feature == "cls" else patches.mean(1)
+
     def forward(self, images: Tensor) -> Tensor:
-        return self.tokens(images)[0]
+        return self.pool(*self.tokens(images))
 
 
 @register_backbone("vit")
-def vit(arch: str = "vit_tiny_patch16_224", freeze_patch_embed: bool = False, **timm_kwargs: Any) -> tuple[nn.Module, int]:
+def vit(arch: str = "vit_tiny_patch16_224", freeze_patch_embed: bool = False, feature: str = "cls",
+        **timm_kwargs: Any) -> tuple[nn.Module, int]:
     """``PatchViT`` around timm's ``arch`` (random init) built with ``timm_kwargs``
     (``img_size``, ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``drop_path_rate``, ...)."""
     import timm
@@ -104,5 +114,5 @@ def vit(arch: str = "vit_tiny_patch16_224", freeze_patch_embed: bool = False, **
         model = timm.create_model(arch, pretrained=False, num_classes=0, **timm_kwargs)
     except TypeError as err:
         raise ValueError(f"backbone 'vit' ({arch}): {err}") from None
-    wrapped = PatchViT(model, freeze_patch_embed)
+    wrapped = PatchViT(model, freeze_patch_embed, feature)
     return wrapped, wrapped.embed_dim

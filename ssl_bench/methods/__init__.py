@@ -5,6 +5,7 @@ from .byol import BYOL
 from .cmc import CMC
 from .deepcluster import DeepClusterV2
 from .dino import DINO
+from .ijepa import IJEPA
 from .mae import MAE
 from .moco import MoCoV2Plus
 from .mocov3 import MoCoV3
@@ -35,6 +36,7 @@ METHODS: dict[str, type[BaseMethod]] = {
     "paws": PAWS,
     "mocov3": MoCoV3,
     "mae": MAE,
+    "ijepa": IJEPA,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]

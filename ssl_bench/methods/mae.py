@@ -22,7 +22,7 @@ class MAE(BaseMethod):
     Paper settings (Sec. 3 and Appendix A.1): mask ratio 0.75, decoder 8 blocks of width 512 (16
     heads), per-patch normalised pixel targets, AdamW (betas 0.9, 0.95), base lr 1.5e-4 x B / 256,
     weight decay 0.05, 40 warm-up epochs, cosine decay, augmentation: random resized crop and flip
-    only. One view per image (the first view of the batch). The [CLS] feature the probe, k-NN and
+    only. One view per image (the first view of the batch). The feature the probe, k-NN and
     monitor see during training is that of the visible tokens; validation uses whole images.
     Fixed 2-D sin-cos positions in the decoder; the encoder keeps timm's (learnable) ones.
     """
@@ -46,4 +46,5 @@ class MAE(BaseMethod):
         pred = self.decoder(visible, m.keep, masked, prefix=cls[:, None])
         target = gather_tokens(losses.patchify(images, self.backbone.patch_size), masked)
         loss = losses.mae_loss(pred, target, m.mask.new_ones(masked.shape), hp.norm_pix_loss)
-        return [cls], {"loss": loss, "z": [cls]}
+        feats = self.backbone.pool(cls, visible)
+        return [feats], {"loss": loss, "z": [feats]}
