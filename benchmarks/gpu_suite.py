@@ -1058,10 +1058,11 @@ def online_eval_devices(suite: Suite) -> dict[str, Any]:
 
 def offline_eval_devices(suite: Suite) -> dict[str, Any]:
     """``ssl-bench eval``'s path on a random-init model: ``features.extract`` (default device), then
-    the ``knn`` and ``linear`` protocols' ``knn_scores`` and ``linear_scores`` (as ``ssl_bench.evaluate``
-    exports them; 2 epochs): where each computes."""
-    import ssl_bench.evaluate as ev
-    from ssl_bench.features import extract
+    the ``knn`` and ``linear`` protocols' ``knn_scores`` and ``linear_scores`` (2 epochs): where each
+    computes."""
+    from ssl_bench.eval.features import extract
+    from ssl_bench.eval.knn import knn_scores
+    from ssl_bench.eval.linear import linear_scores
 
     cfg = suite.config("simclr")
     cfg["data"].update(val_subset=1000 if not suite.s.dry else 40, eval_train_subset=2000 if not suite.s.dry else 80)
@@ -1074,11 +1075,11 @@ def offline_eval_devices(suite: Suite) -> dict[str, Any]:
     hook.remove()
     knn_rec: dict[str, Any] = {}
     lin_rec: dict[str, Any] = {}
-    # the functions the protocols call, in the module that defines them (evaluate.py or its successors)
-    knn_home, lin_home = (sys.modules[f.__module__] for f in (ev.knn_scores, ev.linear_scores))
+    # the functions the protocols call, in the module that defines them
+    knn_home, lin_home = (sys.modules[f.__module__] for f in (knn_scores, linear_scores))
     with patched(knn_home, "weighted_knn_predict", knn_rec), patched(lin_home, "train_linear", lin_rec):
-        knn = ev.knn_scores(fs, dm.num_classes, k=min(20, len(fs.train_y)), temperature=0.07)
-        lin = ev.linear_scores(fs, dm.num_classes, epochs=2)
+        knn = knn_scores(fs, dm.num_classes, k=min(20, len(fs.train_y)), temperature=0.07)
+        lin = linear_scores(fs, dm.num_classes, epochs=2)
     checks = {"feature_extraction": {"devices": sorted(model_devices), "status": _device_verdict(model_devices, suite.s.cuda)},
               "features_returned": {"devices": sorted({fs.train_x.device.type, fs.val_x.device.type}),
                                     "status": _device_verdict({fs.train_x.device.type, fs.val_x.device.type}, suite.s.cuda)},

@@ -6,7 +6,7 @@ backbone features (the test's baseline) and on the frozen projector output.
     OMP_NUM_THREADS=1 python benchmarks/scan_ablations.py --seeds 0 1 2 [--simclr-epochs 14] \\
         --variants '{"test": {}, "projector": {"mine_on": "projector", "heads_on": "projector"}}'
 
-A variant is a dict of :class:`ssl_bench.scan.ScanSettings` fields (``mine_on``, ``heads_on``,
+A variant is a dict of :class:`ssl_bench.eval.scan.ScanSettings` fields (``mine_on``, ``heads_on``,
 ``self_label_update_backbone``, ``self_label_lr``, ...) replacing those of the test's
 ``SCAN_SETTINGS``; each runs through ``run_scan``, the pipeline of the CLI and the test. Prints one
 JSON line per seed and variant (ACC in %, ``nb``: neighbour purity).
@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_scan_paws_learning import SCAN_SETTINGS, simclr_checkpoint  # noqa: E402
 
-from ssl_bench import scan  # noqa: E402
+from ssl_bench.eval import scan  # noqa: E402
 from ssl_bench.metrics.clustering import clustering_metrics  # noqa: E402
 from ssl_bench.build import build_datamodule  # noqa: E402
 
@@ -39,7 +39,7 @@ def kmeans_baselines(ckpt: Path, seed: int) -> dict[str, float]:
     train, val, norm = dm.source.train, dm.source.val, dm.eval_batch_transform
     out = {}
     for name, encoder in scan.feature_encoders(method).items():
-        pred = scan.kmeans_predict(scan.embed(encoder, train.images, norm), scan.embed(encoder, val.images, norm),
+        pred = scan.kmeans_predict(scan.embed_images(encoder, train.images, norm), scan.embed_images(encoder, val.images, norm),
                                    dm.num_classes, s.kmeans_init, s.seed)
         out[f"kmeans_{name}"] = round(clustering_metrics(pred, val.labels)["acc"], 1)
     return out

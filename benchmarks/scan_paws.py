@@ -25,7 +25,7 @@ from test_scan_paws_learning import (PAWS_EPOCHS, SCAN_SETTINGS, paws_config, pa
                                      simclr_checkpoint, supervised_baseline)
 
 from ssl_bench.pretrain import pretrain  # noqa: E402
-from ssl_bench.scan import run_scan  # noqa: E402
+from ssl_bench.eval.scan import run_scan  # noqa: E402
 
 
 def one_seed(seed: int, out: Path, parts: list[str], paws_args: dict) -> dict:

@@ -69,7 +69,7 @@ _ARG_TYPES = {int: int, float: float, str: str, bool: _bool}
 def protocol_flags() -> dict[str, dict]:
     """Every setting of the registered protocols as one ``--<setting>`` flag of ``ssl-bench eval``
     (a name two protocols share is one flag): name -> {"type", "help", "defaults": {protocol: default}}."""
-    from .protocols import PROTOCOLS, setting_specs
+    from .eval.registry import PROTOCOLS, setting_specs
 
     flags: dict[str, dict] = {}
     for name, cls in PROTOCOLS.items():
@@ -81,7 +81,7 @@ def protocol_flags() -> dict[str, dict]:
 
 def _add_protocol_arguments(e: argparse.ArgumentParser) -> None:
     """``--protocol`` and one ``--<setting>`` flag per setting of the registered protocols."""
-    from .protocols import PROTOCOLS
+    from .eval.registry import PROTOCOLS
 
     names = "; ".join(f"{name}: {cls.help}" for name, cls in PROTOCOLS.items())
     e.add_argument("--protocol", required=True, metavar="{" + ",".join(PROTOCOLS) + "}",
@@ -127,8 +127,8 @@ def _protocol_settings(args: argparse.Namespace, overrides: list[str]) -> tuple[
 
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import SECTIONS, apply_overrides
-    from .evaluate import evaluate
-    from .protocols import resolve_protocol
+    from .eval import evaluate
+    from .eval.registry import resolve_protocol
 
     settings, overrides = _protocol_settings(args, overrides)
     given = apply_overrides({s: {} for s in SECTIONS}, overrides)
@@ -212,7 +212,7 @@ def _list(args: argparse.Namespace, overrides: list[str]) -> int:
 def _scan(args: argparse.Namespace, overrides: list[str]) -> int:
     from .config import apply_overrides, load_config
     from .errors import ConfigError
-    from .scan import load_job, run_scan, settings_from_args
+    from .eval.scan import load_job, run_scan, settings_from_args
 
     data = apply_overrides(load_config(None), overrides)
     if any(data[s] for s in ("model", "trainer")):
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reads config.yaml of the checkpoint's run (or --config); --data.<key>, "
                                    "--model.<key>, --run.<key> overrides apply. Results go to "
                                    "<run dir>/evals/, one file per setting. Protocols and their settings come "
-                                   "from the registry (ssl_bench.protocols.PROTOCOLS).")
+                                   "from the registry (ssl_bench.eval.PROTOCOLS).")
     e.add_argument("--ckpt", help="a checkpoint written by ssl-bench pretrain")
     e.add_argument("--config", help="the method/backbone/data asked for (default: the run's config.yaml)")
     e.add_argument("--random-init", action="store_true",
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("sweep_dir")
     r.add_argument("--wandb", action="store_true", help="also log the cells and the results table to W&B")
     r.set_defaults(func=_report)
-    from .scan import add_arguments as scan_arguments
+    from .eval.scan import add_arguments as scan_arguments
 
     c = sub.add_parser("scan", help="SCAN clustering (neighbours, SCAN heads, self-labelling) on a checkpoint",
                        description="Reads config.yaml of the checkpoint's run; settings from --config (a SCAN job "

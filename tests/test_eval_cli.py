@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from ssl_bench.cli import main
-from ssl_bench.label_subset import balanced_label_subset, per_class_count
+from ssl_bench.data.label_subset import balanced_label_subset, per_class_count
 from ssl_bench.build import build_datamodule, build_method, build_trainer
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

@@ -22,7 +22,7 @@ import yaml
 
 from ssl_bench.cli import main
 from ssl_bench.metrics import knn_accuracy
-from ssl_bench.protocols import (PROTOCOLS, EvalProtocol, accuracy_metrics, register_protocol, resolve_protocol,
+from ssl_bench.eval.registry import (PROTOCOLS, EvalProtocol, accuracy_metrics, register_protocol, resolve_protocol,
                                  setting)
 
 TESTS = Path(__file__).resolve().parent
@@ -225,7 +225,7 @@ def test_a_protocol_another_process_cannot_import_is_refused_in_a_sweep(tmp_path
 
 # ----------------------------------------------------------------------------- the registry's own checks
 def test_registration_refuses_what_the_command_line_could_not_serve(monkeypatch):
-    monkeypatch.setattr("ssl_bench.protocols.PROTOCOLS", dict(PROTOCOLS))
+    monkeypatch.setattr("ssl_bench.eval.registry.PROTOCOLS", dict(PROTOCOLS))
 
     def protocol(name, **settings):
         fields = {"__annotations__": {k: type(v) for k, v in settings.items()}, **settings}

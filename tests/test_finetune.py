@@ -13,11 +13,12 @@ import torch
 
 from ssl_bench.cli import main
 from ssl_bench.data.recipes import ViewAugment, view_augment
-from ssl_bench.evaluate import EvalTarget, finetune_scores, random_init_model
-from ssl_bench.features import embed
-from ssl_bench.label_subset import balanced_label_subset
+from ssl_bench.eval.finetune import finetune_scores
+from ssl_bench.eval.target import EvalTarget, random_init_model
+from ssl_bench.data.tree_images import embed_images
+from ssl_bench.data.label_subset import balanced_label_subset
 from ssl_bench.metrics import knn_accuracy
-from ssl_bench.supervised import fit_classifier
+from ssl_bench.fitting import fit_classifier
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -41,7 +42,7 @@ def test_random_init_finetune_equals_the_recomputed_protocol(repo, tmp_path, cap
     view = view_augment("strong", dm.image_size, dm.mean, dm.std)
     classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, train.images[idx],
                                 train.labels[idx], view, dm.num_classes, epochs=3, seed=2)
-    expected = knn_accuracy(embed(classifier, val.images, dm.eval_batch_transform), val.labels, top_k=(1, 5))
+    expected = knn_accuracy(embed_images(classifier, val.images, dm.eval_batch_transform), val.labels, top_k=(1, 5))
     assert result["finetune_top1"] == pytest.approx(expected[1], abs=1e-4)
     assert result["finetune_top5"] == pytest.approx(expected[5], abs=1e-4)
 

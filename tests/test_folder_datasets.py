@@ -64,7 +64,7 @@ def test_dataset_name_defaults_and_overrides():
 
 
 def test_run_name_and_random_init_dir_use_the_dataset_name(tmp_path):
-    from ssl_bench.evaluate import random_init_run_dir
+    from ssl_bench.eval.target import random_init_run_dir
     from ssl_bench.pretrain import run_name
 
     cfg = {"model": {"name": "simclr"}, "data": {"dataset": "folder", "root": str(tmp_path / "flowers")},

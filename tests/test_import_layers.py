@@ -5,14 +5,14 @@ import is still a dependency). Layers, lowest first; a module may import its own
 below, never one above (``../shared/DESIGN.md``, "Layout and layers", of which this is the precise form):
 
   0  the package root (version only), errors, terminal
-  1  pure parts: distributed, metrics, optim, config, label_subset, locking, run_dir, backbones, features,
+  1  pure parts: distributed, metrics, optim, config, locking, run_dir, backbones,
      masking (patch masks for masked-image methods)
   2  losses (pure functions of tensors)
-  3  data (sources, recipes, pipelines, the DataModule)
-  4  callbacks, checkpointing, stopping, supervised (classifier fitting on features or images)
+  3  data (sources, recipes, pipelines, labelled subsets, the DataModule)
+  4  callbacks, checkpointing, stopping, fitting (the one classifier-fitting loop, on features or images)
   5  methods (BaseMethod and one file per method)
   6  build (config -> data module, method, trainer, loggers; every derived value)
-  7  pretrain, evaluate, protocols (evaluation protocols and their registry), scan
+  7  pretrain, eval (evaluation protocols behind one interface and registry: knn, linear, finetune, scan)
   8  sweep
   9  cli
 """
@@ -28,14 +28,14 @@ import ssl_bench
 PACKAGE = Path(ssl_bench.__file__).parent
 LAYERS: dict[str, int] = {
     "ssl_bench": 0, "errors": 0, "terminal": 0,
-    "distributed": 1, "metrics": 1, "optim": 1, "config": 1, "label_subset": 1, "locking": 1, "run_dir": 1,
-    "backbones": 1, "features": 1, "masking": 1,
+    "distributed": 1, "metrics": 1, "optim": 1, "config": 1, "locking": 1, "run_dir": 1, "backbones": 1,
+    "masking": 1,
     "losses": 2,
     "data": 3,
-    "callbacks": 4, "checkpointing": 4, "stopping": 4, "supervised": 4,
+    "callbacks": 4, "checkpointing": 4, "stopping": 4, "fitting": 4,
     "methods": 5,
     "build": 6,
-    "pretrain": 7, "evaluate": 7, "protocols": 7, "scan": 7,
+    "pretrain": 7, "eval": 7,
     "sweep": 8,
     "cli": 9,
 }
@@ -140,7 +140,7 @@ def test_the_graph_sees_deferred_and_relative_imports():
     """Imports inside functions count (sweep cells import pretrain lazily), relative ones resolve."""
     assert "ssl_bench.pretrain" in GRAPH["ssl_bench.sweep.cell"]
     assert "ssl_bench.errors" in GRAPH["ssl_bench.config"]
-    assert "ssl_bench.supervised" in GRAPH["ssl_bench.methods.paws"]
+    assert "ssl_bench.fitting" in GRAPH["ssl_bench.methods.paws"]
 
 
 def test_methods_and_callbacks_do_not_reach_into_the_data_module():

@@ -11,7 +11,7 @@ from ssl_bench import distributed, losses
 from ssl_bench.data.labelled import SupportSampler, labelled_indices
 from ssl_bench.data.sources import stratified_subset
 from ssl_bench.errors import ConfigError
-from ssl_bench.label_subset import balanced_label_subset
+from ssl_bench.data.label_subset import balanced_label_subset
 from ssl_bench.methods import PAWS
 
 

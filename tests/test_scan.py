@@ -10,7 +10,7 @@ from ssl_bench.cli import main
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.errors import ConfigError
 from ssl_bench.pretrain import pretrain
-from ssl_bench.scan import ScanSettings, mine_neighbors, neighbor_accuracy, run_scan
+from ssl_bench.eval.scan import ScanSettings, mine_neighbors, neighbor_accuracy, run_scan
 
 FAST = ["--scan_epochs", "1", "--self_label_epochs", "1", "--num_heads", "2", "--kmeans_init", "1",
         "--batch_size", "64", "--num_neighbors", "5"]
@@ -77,7 +77,7 @@ def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monk
     """``mine_on`` / ``heads_on``: projector mines on (and clusters) the projection output, and the
     neighbour cache is keyed by it; ``self_label_update_backbone`` decides alone whether stage 3
     moves the network under the heads (stage 2 runs no epochs here)."""
-    from ssl_bench import scan
+    from ssl_bench.eval import scan
 
     method, cfg, _ = scan.load_checkpoint(digits_ckpt)
     encoders = scan.feature_encoders(method)
@@ -88,7 +88,7 @@ def test_projector_features_and_stage_three_settings(digits_ckpt, tmp_path, monk
              log=lambda _: None)
     run_scan(digits_ckpt, s, out=tmp_path / "o", overwrite=True, log=lambda _: None)  # must not reuse
     dm = scan.build_datamodule(cfg["data"], seed=cfg["run"]["seed"])
-    proj_x = scan.embed(encoders["projector"], dm.source.train.images, dm.eval_batch_transform)
+    proj_x = scan.embed_images(encoders["projector"], dm.source.train.images, dm.eval_batch_transform)
     cached = torch.load(tmp_path / "o/neighbors.pt", weights_only=True)["indices"]
     assert torch.equal(cached, mine_neighbors(proj_x, 5))
     pretrained = encoders["projector"].state_dict()

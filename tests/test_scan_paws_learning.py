@@ -32,8 +32,8 @@ from ssl_bench.data.labelled import labelled_indices
 from ssl_bench.build import build_datamodule
 from ssl_bench.pretrain import pretrain
 from ssl_bench.data.recipes import view_augment
-from ssl_bench.scan import ScanSettings, load_checkpoint, run_scan
-from ssl_bench.supervised import accuracy, train_supervised
+from ssl_bench.eval.scan import ScanSettings, load_checkpoint, run_scan
+from ssl_bench.fitting import accuracy, train_supervised
 
 pytestmark = pytest.mark.slow
 

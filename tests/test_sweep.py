@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from ssl_bench import features
+from ssl_bench.eval import features
 from ssl_bench.cli import main
-from ssl_bench.evaluate import evaluate
+from ssl_bench.eval import evaluate
 from ssl_bench.sweep.runner import run_sweep
 from ssl_bench.sweep.wandb_log import offline_summary
 

@@ -31,8 +31,9 @@ from ssl_bench.cli import main
 from ssl_bench.data import tree_images
 from ssl_bench.data.sources import load_source
 from ssl_bench.data.tree_images import StreamedImages, embed_images, hold_or_stream
-from ssl_bench.evaluate import EvalTarget, finetune_scores
-from ssl_bench.features import extract
+from ssl_bench.eval import EvalTarget
+from ssl_bench.eval.finetune import finetune_scores
+from ssl_bench.eval.features import extract
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/digits/simclr.yaml"

@@ -1,7 +1,7 @@
 """The labelled subset of a semi-supervised run and class-balanced support batches drawn from it.
 
 Used by PAWS (Assran et al., 2021): a fixed labelled subset of the train split (a fraction, drawn
-class-balanced and seeded, or a file of indices; ``ssl_bench.label_subset``, shared with few-label
+class-balanced and seeded, or a file of indices; ``data/label_subset.py``, shared with few-label
 evaluation), and every step a support batch with the same number of images of every class, drawn
 only from that subset.
 """
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..label_subset import balanced_label_subset, read_label_indices
+from .label_subset import balanced_label_subset, read_label_indices
 
 
 def labelled_indices(labels: Tensor, fraction: float | None = None, index_file: str | None = None,

@@ -144,7 +144,7 @@ class PAWS(BaseMethod):
     def few_label_scores(self, val_feats: Tensor, val_z: Tensor) -> dict[str, Tensor]:
         """Class scores of val samples from the soft-NN classifier and from a linear head trained
         on the labelled subset's frozen features."""
-        from ..supervised import train_linear
+        from ..fitting import train_linear
 
         feats, z, y = self.labelled_features()
         one_hot = F.one_hot(y, self.hparams.num_classes).float()

@@ -92,7 +92,8 @@ def _offline_eval(run_dir: Path, config_path: Path, settings: dict[str, Any], ra
     the final checkpoint; the baseline's summary.json from them. A protocol of another package is
     imported here by its import path (``spec.check_eval`` wrote it)."""
     from ..config import init_parameters
-    from ..evaluate import EvalTarget, evaluate_grid, knn_scores
+    from ..eval import EvalTarget, evaluate_grid
+    from ..eval.knn import knn_scores
     from ..methods import BaseMethod
     from .spec import check_eval
 

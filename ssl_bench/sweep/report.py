@@ -198,8 +198,8 @@ def offline_columns(present: set[str]) -> list[str]:
     (``evaluate.headline_column``: ``offline_<name>_best_<metric>`` for a grid, else
     ``offline_<name>_<metric>``) in registry order, then those of protocols this process has not
     imported (an ``offline_*`` key of ``offline_eval.json`` without ``@``), by name."""
-    from ..evaluate import headline_column
-    from ..protocols import PROTOCOLS
+    from ..eval import headline_column
+    from ..eval import PROTOCOLS
 
     known = [headline_column(cls) for cls in PROTOCOLS.values()]
     others = sorted(k for k in present if k.startswith("offline_") and "@" not in k and k not in known)

@@ -99,14 +99,14 @@ def check_eval(settings: Any) -> dict[str, Any]:
     """The ``eval`` section checked and in ``evaluate.evaluate_grid``'s form: ``{"protocols":
     {address: settings}, "label_fractions": [...]}``, grid settings as lists (a single value is a
     list of one), each protocol under the address a cell process finds it by (a registered name of
-    the package, else its import path: ``protocols.protocol_address``). Empty stays empty.
+    the package, else its import path: ``eval.registry.protocol_address``). Empty stays empty.
 
     Accepted: ``knn_k``, ``knn_t`` (k-NN over k x T), ``linear_epochs`` (a linear probe; null: none),
-    ``label_fractions``, and any protocol, registered (``protocols.PROTOCOLS``) or by import path, with
+    ``label_fractions``, and any protocol, registered (``eval.PROTOCOLS``) or by import path, with
     its settings: ``toy: {scale: [1, 2]}`` or under ``protocols:``. Every protocol of the section
     runs in every cell (a protocol that needs images, e.g. ``finetune``, trains on them there).
     This function accepts its own output (the cell re-reads ``_sweep/eval.json`` through it)."""
-    from ..protocols import PROTOCOLS, grid_settings, protocol_address, resolve_protocol
+    from ..eval.registry import PROTOCOLS, grid_settings, protocol_address, resolve_protocol
 
     if settings is None:
         return {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def per_class_count(num_labels: int, num_classes: int, fraction: float) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 # data keys that change only training, not which images are evaluated or how they are resized
 TRAINING_ONLY_DATA_KEYS = ("batch_size", "eval_batch_size", "num_workers", "augment", "in_memory_device",
@@ -37,16 +37,6 @@ class FeatureSet:
 
     def as_dict(self) -> dict[str, Tensor]:
         return {"train_x": self.train_x, "train_y": self.train_y, "val_x": self.val_x, "val_y": self.val_y}
-
-
-@torch.no_grad()
-def embed(backbone: nn.Module, images: Tensor, normalise, batch_size: int = 512) -> Tensor:
-    """Outputs (float32, on the module's device) of ``backbone`` in eval mode on uint8 ``images``,
-    ``normalise`` mapping uint8 to input, ``batch_size`` images at a time: backbone features for
-    SCAN, class scores for a classifier."""
-    backbone.eval()
-    device = next(backbone.parameters()).device
-    return torch.cat([backbone(normalise(chunk.to(device))).float() for chunk in images.split(batch_size)])
 
 
 @torch.no_grad()

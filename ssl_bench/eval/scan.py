@@ -42,25 +42,25 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import losses
-from .config import check_kwargs, check_types, load_config, read_yaml_file
-from .data.batched_augment import BatchedViewAugment
-from .data.recipes import view_augment
-from .data.tree_images import (Images, close as close_images, embed_images, hold_or_stream, how_held, image_batches,
+from .. import losses
+from .. import run_dir as rd
+from ..build import build_datamodule, load_method_checkpoint
+from ..config import check_kwargs, check_types, load_config, read_yaml_file
+from ..data.batched_augment import BatchedViewAugment
+from ..data.recipes import view_augment
+from ..data.tree_images import (Images, close as close_images, embed_images, hold_or_stream, how_held, image_batches,
                                 map_chunks)
-from .errors import ConfigError, did_you_mean
-from .features import embed  # noqa: F401 (scan.embed: features of a uint8 tensor, as before)
-from .metrics.clustering import clustering_metrics
-from .methods import BaseMethod
-from .build import build_datamodule, load_method_checkpoint
-from . import run_dir as rd
-from .run_dir import load_checkpoint_file, load_lightning_checkpoint, write_atomic
+from ..errors import ConfigError, did_you_mean
+from ..fitting import fit_epochs
+from ..methods import BaseMethod
+from ..metrics.clustering import clustering_metrics
+from ..run_dir import load_checkpoint_file, load_lightning_checkpoint, write_atomic
 
 
 @dataclass
@@ -243,28 +243,29 @@ def train_scan(model: ClusterModel, images: Images, neighbors: Tensor, s: ScanSe
     opt = _adam(model, s.lr, s.weight_decay, s.update_backbone)
     device = next(model.parameters()).device
     feats = embed_images(model.backbone, images, normalise) if augment is None and not s.update_backbone else None
-    history = []
-    for _ in range(s.scan_epochs):
+
+    def epoch_start() -> None:
         model.train()
         if not s.update_backbone:
             model.backbone.eval()
-        total, steps = 0.0, 0
+
+    def epoch_batches() -> Iterable[tuple[Tensor, Tensor | None]]:
         pairs = [torch.cat([idx, neighbors[idx, torch.randint(neighbors.shape[1], (len(idx),), generator=gen)]])
                  for idx in _batches(len(images), s.batch_size, gen)]
-        inputs = image_batches(images, pairs) if feats is None else iter(pairs)
-        for pair, x in zip(pairs, inputs):
-            if feats is not None:
-                outputs = model.classify(feats[pair.to(device)])
-            else:
-                x = x.to(device)
-                outputs = model(augment(x) if augment is not None else normalise(x))
-            loss = sum(losses.scan_loss(*out.chunk(2), entropy_weight=s.entropy_weight) for out in outputs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, steps = total + float(loss.detach()) / len(outputs), steps + 1
-        history.append(total / max(1, steps))
-    return history
+        return zip(pairs, image_batches(images, pairs) if feats is None else [None] * len(pairs))
+
+    def batch_loss(batch: tuple[Tensor, Tensor | None]) -> Tensor:
+        pair, x = batch
+        if feats is not None:
+            outputs = model.classify(feats[pair.to(device)])
+        else:
+            x = x.to(device)  # type: ignore[union-attr]
+            outputs = model(augment(x) if augment is not None else normalise(x))
+        return sum(losses.scan_loss(*out.chunk(2), entropy_weight=s.entropy_weight) for out in outputs)
+
+    # the heads' summed loss is minimised; the history is its mean per head
+    return [loss / len(model.heads) for loss in fit_epochs(opt, s.scan_epochs, epoch_batches, batch_loss,
+                                                           epoch_start=epoch_start)]
 
 
 @torch.no_grad()
@@ -293,25 +294,30 @@ def train_self_label(model: ClusterModel, head: int, images: Images, s: ScanSett
     update_backbone = s.update_backbone if s.self_label_update_backbone is None else s.self_label_update_backbone
     opt = _adam(model, s.self_label_lr or s.lr, s.weight_decay, update_backbone)
     device = next(model.parameters()).device
-    history = []
-    for _ in range(s.self_label_epochs):
-        total, confident, seen, steps = 0.0, 0, 0, 0
+    confident = []  # per step: (confident samples, batch size)
+
+    def epoch_start() -> None:
+        model.train()
+        if not update_backbone:
+            model.backbone.eval()
+
+    def epoch_batches() -> Iterable[tuple[Tensor, Tensor]]:
         batches = _batches(len(images), s.batch_size, gen)
-        for idx, batch in zip(batches, image_batches(images, batches)):
-            batch = batch.to(device)
-            model.train()
-            if not update_backbone:
-                model.backbone.eval()
-            with torch.no_grad():
-                weak_logits = model(weak(batch))[0]
-            strong_logits = model(strong(batch))[0]
-            loss = losses.self_label_loss(weak_logits, strong_logits, s.threshold, s.class_balance)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            confident += int((weak_logits.softmax(1).max(1).values > s.threshold).sum())
-            total, seen, steps = total + float(loss.detach()), seen + len(idx), steps + 1
-        history.append({"loss": total / max(1, steps), "confident": confident / max(1, seen)})
+        return zip(batches, image_batches(images, batches))
+
+    def batch_loss(batch: tuple[Tensor, Tensor]) -> Tensor:
+        x = batch[1].to(device)
+        with torch.no_grad():
+            weak_logits = model(weak(x))[0]
+        confident.append(((weak_logits.softmax(1).max(1).values > s.threshold).sum(), len(x)))
+        return losses.self_label_loss(weak_logits, model(strong(x))[0], s.threshold, s.class_balance)
+
+    history = []
+    for _ in range(s.self_label_epochs):  # one epoch at a time: the confident fraction is per epoch
+        confident.clear()
+        loss = fit_epochs(opt, 1, epoch_batches, batch_loss, epoch_start=epoch_start)[0]
+        seen = sum(n for _, n in confident)
+        history.append({"loss": loss, "confident": int(sum(int(c) for c, _ in confident)) / max(1, seen)})
     return history
 
 

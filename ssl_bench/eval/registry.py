@@ -11,9 +11,10 @@ to the report's columns; an unregistered subclass is used by its import path
 their own processes and import a protocol of another package by its import path
 (``protocol_address``), so its module must be importable there (installed, or on ``PYTHONPATH``).
 
-Built in: ``knn`` and ``linear`` on the frozen features, ``finetune`` on the images. SCAN is its
-own command (``ssl-bench scan``). ``evaluate.evaluate`` runs one protocol on one checkpoint and
-``evaluate.evaluate_grid`` a sweep's ``eval:`` section on one checkpoint.
+Built in (one module each in this package): ``knn`` and ``linear`` on the frozen features,
+``finetune`` on the images, ``scan`` (clustering; also its own command, ``ssl-bench scan``).
+``eval.run.evaluate`` runs one protocol on one checkpoint and ``eval.run.evaluate_grid`` a sweep's
+``eval:`` section on one checkpoint.
 
     @register_protocol
     class NearestMean(EvalProtocol):
@@ -32,7 +33,6 @@ own command (``ssl-bench scan``). ``evaluate.evaluate`` runs one protocol on one
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import re
@@ -40,16 +40,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-import torch
 from torch import Tensor
 
-from .config import resolve_class
-from .data.recipes import view_augment
-from .data.tree_images import close as close_images, embed_images, hold_or_stream
-from .errors import ConfigError, did_you_mean
-from .features import FeatureSet
-from .metrics import knn_accuracy, weighted_knn_predict
-from .supervised import fit_classifier, train_linear
+from ..config import resolve_class
+from ..errors import ConfigError, did_you_mean
 
 #: setting types a protocol may declare, as a one-line message names them
 SETTING_TYPES: dict[type, str] = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -294,75 +288,11 @@ def accuracy_metrics(acc: dict[int, float]) -> dict[str, float]:
     return {f"top{k}": v for k, v in acc.items()}
 
 
-# ----------------------------------------------------------------------------- scores of the built-in protocols
-# fine-tuning recipe (supervised.fit_classifier's defaults, recorded in every finetune result):
-# strong SimCLR-CIFAR view, SGD momentum 0.9, lr 0.05, weight decay 5e-4, batch 64, cosine schedule
-FINETUNE_RECIPE = {"view": "strong", "optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "weight_decay": 5e-4,
-                   "batch_size": 64, "schedule": "cosine"}
-
-
-def knn_scores(fs: FeatureSet, num_classes: int, k: int, temperature: float,
-               train_idx: Tensor | None = None) -> dict[int, float]:
-    bank_x, bank_y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
-    scores = weighted_knn_predict(bank_x, bank_y, fs.val_x, num_classes, k=k, temperature=temperature)
-    return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
-
-
-def check_k(k: int, bank_size: int) -> None:
-    """One line for a k the bank cannot serve (a result named k100000 would be the k=bank result)."""
-    if not 1 <= k <= bank_size:
-        raise ConfigError(f"--k {k}: must be between 1 and the k-NN bank's {bank_size} labelled images")
-
-
-def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
-                  train_idx: Tensor | None = None) -> dict[int, float]:
-    x, y = (fs.train_x, fs.train_y) if train_idx is None else (fs.train_x[train_idx], fs.train_y[train_idx])
-    with torch.enable_grad():
-        head = train_linear(x, y, num_classes, epochs=epochs, seed=seed)
-    with torch.no_grad():
-        scores = head((fs.val_x - head.feature_mean) / head.feature_std)
-    return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
-
-
-def finetune_scores(target: Any, epochs: int, seed: int, train_idx: Tensor | None = None,
-                    memory_limit_mb: float | None = None) -> dict[int, float]:
-    """Fine-tuning protocol: a copy of the target's backbone (the checkpoint's, or the config's at
-    random initialisation; ``target`` an ``evaluate.EvalTarget``) and a new linear head trained
-    together on the (labelled) train images, top-1/top-5 on the val images. The head's
-    initialisation and the augmentation stream depend only on ``seed``, so a checkpoint and its
-    random-init baseline differ only in the starting backbone.
-
-    Image trees: every file is prepared as the k-NN / linear features' loader prepares it (resize,
-    centre crop ``data.image_size``), then held in memory as uint8 while the decoded labelled train
-    images, then the val images, fit in ``memory_limit_mb`` (default ``$SSL_BENCH_TREE_MEMORY_MB``,
-    else 2048 MiB), else streamed from the files in ``data.num_workers`` workers; the result is the
-    same either way (``data.tree_images``)."""
-    dm, model = target.dm, target.model()
-    train, val = dm.eval_splits()
-    if train_idx is not None:
-        train = train.subset(train_idx)
-    images, val_images = hold_or_stream([train, val], dm.image_size, int(dm.hparams.num_workers), memory_limit_mb,
-                                        names=(f"finetune train ({target.cfg['data']['dataset']})",
-                                               f"finetune val ({target.cfg['data']['dataset']})"))
-    try:
-        torch.manual_seed(seed)
-        classifier = fit_classifier(copy.deepcopy(model.backbone), model.feature_dim, images, train.labels,
-                                    view_augment(FINETUNE_RECIPE["view"], dm.image_size, dm.mean, dm.std),
-                                    dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
-                                    lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"],
-                                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu")
-        scores = embed_images(classifier, val_images, dm.eval_batch_transform).cpu()
-    finally:
-        close_images(images, val_images)
-    return knn_accuracy(scores, val.labels.cpu(), top_k=(1, 5))
-
-
-# ----------------------------------------------------------------------------- the built-in protocols
-def _positive(value: Any) -> bool:
+def positive(value: Any) -> bool:
     return value > 0
 
 
-class _EpochsRecord(EvalProtocol):
+class EpochsRecord(EvalProtocol):
     """The built-in protocols record k, T and epochs in every result (``None`` where they do not
     apply), so their result files keep the names and contents they had before the registry."""
 
@@ -373,72 +303,3 @@ class _EpochsRecord(EvalProtocol):
         return f"ep{settings.epochs}"
 
 
-@register_protocol
-class KNN(EvalProtocol):
-    """Weighted k-NN on the frozen features: the k nearest labelled train features by cosine
-    similarity vote for their class with weight exp(similarity / temperature)."""
-
-    name = "knn"
-    help = "k-NN on the frozen features (cosine similarity, votes weighted by exp(sim / T))"
-
-    @dataclass
-    class Settings:
-        k: int = setting(20, "k-NN neighbours", lambda v: v >= 1,
-                         "must be between 1 and the number of labelled train images (the k-NN bank)")
-        temperature: float = setting(0.07, "k-NN vote temperature", _positive, "must be positive")
-
-    grid = ("k", "temperature")
-
-    def run(self, target: Any, settings: Any, labelled: Tensor | None) -> dict[str, float]:
-        fs, _ = target.features()
-        return accuracy_metrics(knn_scores(fs, target.num_classes, settings.k, settings.temperature, labelled))
-
-    def check(self, target: Any, settings: Any, labelled: Tensor | None) -> None:
-        fs, _ = target.features()
-        check_k(settings.k, len(fs.train_y) if labelled is None else len(labelled))
-
-    def name_part(self, settings: Any) -> str:
-        return f"k{settings.k}-T{settings.temperature:g}"
-
-    def grid_tag(self, settings: Any) -> str:
-        return f"k{settings.k}_T{settings.temperature:g}"
-
-    def record(self, settings: Any) -> dict[str, Any]:
-        return {"k": settings.k, "temperature": settings.temperature, "epochs": None}
-
-
-@register_protocol
-class Linear(_EpochsRecord):
-    """A linear classifier trained on the frozen (standardised) features of the labelled train images."""
-
-    name = "linear"
-    help = "a linear classifier trained on the frozen features"
-
-    @dataclass
-    class Settings:
-        epochs: int = setting(100, "training epochs", _positive, "must be a positive integer")
-
-    def run(self, target: Any, settings: Any, labelled: Tensor | None) -> dict[str, float]:
-        fs, _ = target.features()
-        return accuracy_metrics(linear_scores(fs, target.num_classes, settings.epochs, target.seed, labelled))
-
-
-@register_protocol
-class Finetune(_EpochsRecord):
-    """The backbone and a new linear head trained together on the labelled train images
-    (``finetune_scores``); with ``--random-init``, the supervised-only baseline."""
-
-    name = "finetune"
-    help = "the backbone and a new linear head trained on the labelled images (with --random-init: " \
-           "the supervised-only baseline)"
-    needs_features = False
-
-    @dataclass
-    class Settings:
-        epochs: int = setting(100, "training epochs", _positive, "must be a positive integer")
-
-    def run(self, target: Any, settings: Any, labelled: Tensor | None) -> dict[str, float]:
-        return accuracy_metrics(finetune_scores(target, settings.epochs, target.seed, labelled))
-
-    def record(self, settings: Any) -> dict[str, Any]:
-        return {**super().record(settings), "recipe": FINETUNE_RECIPE}

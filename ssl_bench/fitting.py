@@ -1,4 +1,12 @@
-"""Supervised training on a labelled subset: the supervised-only baseline of semi-supervised methods
+"""Fitting a classifier: the one training loop (``fit_epochs``) under linear evaluation on frozen
+features (``train_linear``: the ``linear`` protocol, PAWS's few-label probe), fine-tuning a
+backbone with a new head on images (``fit_classifier``: the ``finetune`` protocol, the
+supervised-only baseline) and SCAN's two stages (``eval/scan.py``). What differs between them -
+the batches of an epoch, the loss of a batch, the optimiser and schedule - is passed in; the
+online linear probe is the one classifier trained elsewhere, inside the Lightning fit
+(``callbacks/linear_probe.py``), one step per pretraining step.
+
+Supervised training on a labelled subset is the supervised-only baseline of semi-supervised methods
 (the backbone from scratch), and fine-tuning of a pretrained backbone with the same recipe.
 
 PAWS's claim is that the unlabelled images help: the supervised-only model is what it has to beat
@@ -10,7 +18,7 @@ image tree's files streamed batch by batch (``data.tree_images``: the same image
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +28,32 @@ from .backbones import build_backbone
 from .data.batched_augment import BatchedViewAugment
 from .data.recipes import ViewAugment
 from .data.tree_images import Images, image_batches
-from .features import embed
+from .data.tree_images import embed_images
+
+
+def fit_epochs(optimizer: torch.optim.Optimizer, epochs: int, epoch_batches: Callable[[], Iterable[Any]],
+               batch_loss: Callable[[Any], Tensor], scheduler: Any = None,
+               epoch_start: Callable[[], None] | None = None) -> list[float]:
+    """The one classifier-fitting loop: ``epochs`` times, ``epoch_start()`` (e.g. train/eval modes),
+    then for each batch of ``epoch_batches()`` (drawn at the epoch's start, so streamed images can
+    be read ahead) one optimiser step on ``batch_loss(batch)`` and one ``scheduler`` step (per step,
+    when given). Returns the mean loss of each epoch."""
+    history = []
+    for _ in range(epochs):
+        if epoch_start is not None:
+            epoch_start()
+        total: Any = 0.0  # summed on the loss's device: no synchronisation per step
+        steps = 0
+        for batch in epoch_batches():
+            loss = batch_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total, steps = total + loss.detach().float(), steps + 1
+        history.append(float(total) / max(1, steps))
+    return history
 
 
 def train_supervised(images: Tensor, labels: Tensor, view: ViewAugment, num_classes: int,
@@ -58,21 +91,20 @@ def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Ten
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     model.train()
-    for _ in range(epochs):
+
+    def epoch_batches() -> Iterable[tuple[Tensor, Tensor]]:
         # the epoch's batches (BatchNorm needs two samples), drawn before any augmentation of the epoch
         order = [idx for idx in torch.randperm(len(images), generator=gen).split(batch_size) if len(idx) >= 2]
-        for idx, x in zip(order, image_batches(images, order)):
-            loss = F.cross_entropy(model(augment(x.to(device))), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        return zip(order, image_batches(images, order))
+
+    fit_epochs(opt, epochs, epoch_batches, lambda b: F.cross_entropy(model(augment(b[1].to(device))), labels[b[0]]),
+               sched)
     return model.eval()
 
 
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, normalise: Callable[[Tensor], Tensor]) -> float:
     """Top-1 (%) of ``model`` on uint8 ``images``."""
-    preds = embed(model, images, normalise).argmax(1).cpu()
+    preds = embed_images(model, images, normalise).argmax(1).cpu()
     return 100.0 * float((preds == labels.cpu()).float().mean())
 
 
@@ -89,12 +121,7 @@ def train_linear(train_x: Tensor, train_y: Tensor, num_classes: int, epochs: int
     steps = epochs * math.ceil(len(train_x) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     x = (train_x - mean) / std
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).to(x.device).split(batch_size):
-            loss = F.cross_entropy(head(x[idx]), train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    fit_epochs(opt, epochs, lambda: torch.randperm(len(x), generator=gen).to(x.device).split(batch_size),
+               lambda idx: F.cross_entropy(head(x[idx]), train_y[idx]), sched)
     head.feature_mean, head.feature_std = mean, std  # type: ignore[assignment]
     return head
