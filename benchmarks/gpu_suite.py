@@ -234,7 +234,10 @@ class Suite:
     def config(self, method: str, batch: int | None = None, **model: Any) -> dict[str, dict[str, Any]]:
         """configs/<family>/<method>.yaml with the run's sizes (and ``model`` keys) applied."""
         cfg = load_config(REPO / "configs" / self.s.family / f"{method}.yaml")
-        cfg["model"].update(self.s.model_overrides)
+        overrides = self.s.model_overrides
+        if cfg["model"].get("backbone") == "vit":  # patch-token methods (MAE, I-JEPA) keep their ViT (digits: tiny)
+            overrides = {k: v for k, v in overrides.items() if not k.startswith("backbone")}
+        cfg["model"].update(overrides)
         cfg["model"].update(model)
         cfg["data"].update(self.s.data_overrides)
         if batch is not None:

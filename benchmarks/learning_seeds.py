@@ -2,7 +2,7 @@
 
 Runs ``pretrain`` with the learning tests' config of every method and variant
 (``configs/cifar10-tiny/<row>.yaml``, the files ``tests/learning/test_learning*.py`` read) for every seed, plus the random-init baseline of each seed (and CMC's own, which has two
-encoders), and writes one JSON file per run to ``--out`` (existing ones are reused, so an interrupted
+encoders, and ``random_init_<row>`` for a row with another backbone: the ViT rows), and writes one JSON file per run to ``--out`` (existing ones are reused, so an interrupted
 run continues) and a markdown table to stdout. CI runs seed 0 of every method; this script is how
 the other seeds are measured.
 
@@ -38,6 +38,12 @@ def run_configs(folder: Path, seed: int) -> dict[str, dict]:
     return {row: row_config(row, folder, seed, f"{row}-s{seed}") for row in rows}
 
 
+def own_network(cfg: dict, reference: dict) -> bool:
+    """True when ``cfg`` trains another backbone than ``reference`` (so it needs its own random init)."""
+    keys = ("backbone", "backbone_kwargs")
+    return any(cfg["model"].get(k) != reference["model"].get(k) for k in keys)
+
+
 def measure(name: str, cfg: dict, folder: Path, out: Path) -> dict:
     """Pretrain (or, for ``random_init*`` rows, only evaluate) once; cached in ``out/<name>.json``."""
     target = out / f"{cfg['run']['name']}.json"
@@ -69,6 +75,9 @@ def main() -> None:
         rows = run_configs(folder, seed)
         baselines = {"random_init": row_config("simclr", folder, seed, f"random_init-s{seed}"),
                      "random_init_cmc": row_config("cmc", folder, seed, f"random_init_cmc-s{seed}")}
+        for row, cfg in rows.items():  # a network other than the tiny CNN (the ViT rows): its own baseline
+            if row != "cmc" and own_network(cfg, baselines["random_init"]) and (args.only is None or row in args.only):
+                baselines[f"random_init_{row}"] = row_config(row, folder, seed, f"random_init_{row}-s{seed}")
         for name, cfg in {**baselines, **rows}.items():
             if args.only is None or name in args.only or name.startswith("random_init"):
                 table.setdefault(name, {})[seed] = measure(name, cfg, folder, args.out)["val_knn_top1"]

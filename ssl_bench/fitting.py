@@ -55,15 +55,21 @@ def fit_epochs(optimizer: torch.optim.Optimizer, epochs: int, epoch_batches: Cal
     return history
 
 
+OptimiserFactory = Callable[[nn.Sequential, int], tuple[torch.optim.Optimizer, Any]]
+
+
 def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Tensor, view: ViewAugment,
                    num_classes: int, epochs: int = 100, batch_size: int = 64, lr: float = 0.05,
-                   weight_decay: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu") -> nn.Module:
+                   weight_decay: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu", *,
+                   optimiser: OptimiserFactory | None = None, label_smoothing: float = 0.0) -> nn.Module:
     """``net`` and a new linear head trained together on uint8 ``images`` / ``labels``: ``view``'s
     augmentation drawn from a generator seeded by ``seed``, SGD (momentum 0.9), cosine learning rate
     over all steps. The head is initialised from torch's global RNG (seed it first for a repeatable
     run). ``images``: a tensor (moved to ``device`` whole) or ``tree_images.StreamedImages`` (each
-    batch read from the files; the same draws, so the same classifier). Returns the classifier (eval
-    mode, on ``device``)."""
+    batch read from the files; the same draws, so the same classifier). ``optimiser(model, total_steps)
+    -> (optimizer, per-step scheduler)`` replaces SGD + cosine (``lr`` and ``weight_decay`` are then
+    its own; the ViT fine-tuning protocol's layer-wise decay). Returns the classifier (eval mode, on
+    ``device``)."""
     gen = torch.Generator().manual_seed(seed)
     model = nn.Sequential(net, nn.Linear(feature_dim, num_classes)).to(device)
     if isinstance(images, Tensor):
@@ -71,8 +77,11 @@ def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Ten
     labels = labels.to(device)
     augment = BatchedViewAugment(view, generator=gen)
     steps_per_epoch = max(1, math.ceil(len(images) / batch_size))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    if optimiser is None:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    else:
+        opt, sched = optimiser(model, epochs * steps_per_epoch)
     model.train()
 
     def epoch_batches() -> Iterable[tuple[Tensor, Tensor]]:
@@ -80,7 +89,8 @@ def fit_classifier(net: nn.Module, feature_dim: int, images: Images, labels: Ten
         order = [idx for idx in torch.randperm(len(images), generator=gen).split(batch_size) if len(idx) >= 2]
         return zip(order, image_batches(images, order))
 
-    fit_epochs(opt, epochs, epoch_batches, lambda b: F.cross_entropy(model(augment(b[1].to(device))), labels[b[0]]),
+    fit_epochs(opt, epochs, epoch_batches, lambda b: F.cross_entropy(model(augment(b[1].to(device))), labels[b[0]],
+                                                                label_smoothing=label_smoothing),
                sched)
     return model.eval()
 

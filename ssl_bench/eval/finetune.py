@@ -25,7 +25,7 @@ FINETUNE_RECIPE = {"view": "strong", "optimizer": "sgd", "momentum": 0.9, "lr": 
 
 
 def finetune_scores(target: Any, epochs: int, seed: int, train_idx: Tensor | None = None,
-                    memory_limit_mb: float | None = None) -> dict[int, float]:
+                    memory_limit_mb: float | None = None, **fit_options: Any) -> dict[int, float]:
     """Fine-tuning protocol: a copy of the target's backbone (the checkpoint's, or the config's at
     random initialisation; ``target`` an ``evaluate.EvalTarget``) and a new linear head trained
     together on the (labelled) train images, top-1/top-5 on the val images. The head's
@@ -36,7 +36,8 @@ def finetune_scores(target: Any, epochs: int, seed: int, train_idx: Tensor | Non
     centre crop ``data.image_size``), then held in memory as uint8 while the decoded labelled train
     images, then the val images, fit in ``memory_limit_mb`` (default ``$SSL_BENCH_TREE_MEMORY_MB``,
     else 2048 MiB), else streamed from the files in ``data.num_workers`` workers; the result is the
-    same either way (``data.tree_images``)."""
+    same either way (``data.tree_images``). ``fit_options`` go to ``fitting.fit_classifier`` (another
+    optimiser, label smoothing: the ``vit_finetune`` protocol)."""
     dm, model = target.dm, target.model()
     train, val = dm.eval_splits()
     if train_idx is not None:
@@ -50,7 +51,8 @@ def finetune_scores(target: Any, epochs: int, seed: int, train_idx: Tensor | Non
                                     view_augment(FINETUNE_RECIPE["view"], dm.image_size, dm.mean, dm.std),
                                     dm.num_classes, epochs=epochs, batch_size=FINETUNE_RECIPE["batch_size"],
                                     lr=FINETUNE_RECIPE["lr"], weight_decay=FINETUNE_RECIPE["weight_decay"],
-                                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu")
+                                    seed=seed, device="cuda" if torch.cuda.is_available() else "cpu",
+                                    **fit_options)
         scores = embed_images(classifier, val_images, dm.eval_batch_transform).cpu()
     finally:
         close_images(images, val_images)

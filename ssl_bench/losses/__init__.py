@@ -3,13 +3,14 @@
 - :func:`nt_xent` (SimCLR), :func:`byol_loss` (BYOL), :func:`simsiam_loss` (SimSiam),
   :func:`barlow_twins_loss` (Barlow Twins);
 - :func:`infonce` (MoCo: queue negatives), :func:`infomin_loss` (InfoMin: image + JigSaw queries),
-  :func:`batch_infonce` (NNCLR, CMC: in-batch negatives),
+  :func:`batch_infonce` (NNCLR, CMC: in-batch negatives), :func:`mocov3_loss` (MoCo v3: gathered keys, no queue),
   :func:`cmc_loss` (CMC view graphs), :func:`sinkhorn` and :func:`swav_loss` (SwAV),
   :func:`deepcluster_loss` (DeepCluster v2);
 - :func:`dino_loss` (DINO, with :func:`batch_center` and :func:`ema_center`), :func:`ressl_loss`
   (ReSSL), :func:`vicreg_loss` and its three terms (VICReg), :func:`wmse_loss` with :func:`whiten` (W-MSE);
 - SCAN: :func:`scan_loss` (= :func:`scan_consistency` - w * :func:`mean_assignment_entropy`),
   :func:`self_label_loss`.
+- masked images: :func:`mae_loss` with :func:`patchify` (MAE), :func:`ijepa_loss` (I-JEPA).
 - PAWS: :func:`paws_loss`, :func:`snn_predict`, :func:`sharpen`, :func:`me_max`, :func:`smooth_one_hot`.
 """
 from ssl_bench.losses.barlow_twins import barlow_twins_loss
@@ -19,7 +20,8 @@ from ssl_bench.losses.cosine import byol_loss, simsiam_loss
 from ssl_bench.losses.deepcluster import deepcluster_loss
 from ssl_bench.losses.dino import batch_center, dino_loss, ema_center
 from ssl_bench.losses.infomin import infomin_loss
-from ssl_bench.losses.infonce import batch_infonce, infonce
+from ssl_bench.losses.infonce import batch_infonce, infonce, mocov3_loss
+from ssl_bench.losses.masked import ijepa_loss, mae_loss, patchify
 from ssl_bench.losses.paws import me_max, paws_loss, sharpen, smooth_one_hot, snn_predict
 from ssl_bench.losses.ressl import ressl_loss
 from ssl_bench.losses.scan import mean_assignment_entropy, scan_consistency, scan_loss, self_label_loss
@@ -27,7 +29,8 @@ from ssl_bench.losses.swav import sinkhorn, swav_loss
 from ssl_bench.losses.vicreg import covariance_loss, invariance_loss, variance_loss, vicreg_loss
 from ssl_bench.losses.wmse import whiten, wmse_loss
 
-__all__ = ["nt_xent", "byol_loss", "simsiam_loss", "barlow_twins_loss", "infonce", "infomin_loss", "batch_infonce", "cmc_loss",
+__all__ = ["nt_xent", "byol_loss", "simsiam_loss", "barlow_twins_loss", "infonce", "infomin_loss", "batch_infonce",
+           "mocov3_loss", "mae_loss", "patchify", "ijepa_loss", "cmc_loss",
            "cmc_view_pairs", "sinkhorn", "swav_loss", "deepcluster_loss", "dino_loss", "batch_center",
            "ema_center", "ressl_loss", "vicreg_loss", "invariance_loss", "variance_loss",
            "covariance_loss", "wmse_loss", "whiten", "scan_loss", "scan_consistency", "mean_assignment_entropy",

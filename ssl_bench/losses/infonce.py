@@ -65,3 +65,21 @@ def batch_infonce(anchors: Tensor, keys_all: Tensor, temperature: float = 0.1, r
     logits = _float_normalize(anchors) @ keys.T / temperature
     targets = torch.arange(b, device=anchors.device) + rank * b
     return F.cross_entropy(logits, targets)
+
+
+def mocov3_loss(q1: Tensor, q2: Tensor, k1_all: Tensor, k2_all: Tensor, temperature: float = 0.2,
+                rank: int = 0) -> Tensor:
+    """MoCo v3's symmetrised contrastive loss (Chen, Xie and He 2021, Algorithm 1):
+    ``ctr(q1, k2) + ctr(q2, k1)`` with ``ctr(q, k) = 2t * CE(q . k_all^T / t, own index)``: the keys
+    of the whole batch gathered over ranks are the negatives (no queue), the same image's key is the
+    positive. The factor 2t (official code) makes the gradient scale independent of t. Temperature
+    0.2 for ViT, 1.0 for ResNet (paper, Sec. 4 / Appendix). Keys come from the momentum encoder
+    (detached here).
+
+    Args:
+        q1, q2: (B, d) local predictions of the two views (gradients flow).
+        k1_all, k2_all: (W*B, d) momentum keys of both views gathered over W ranks, rank-major.
+        rank: this process' rank.
+    """
+    t = temperature
+    return 2 * t * (batch_infonce(q1, k2_all.detach(), t, rank) + batch_infonce(q2, k1_all.detach(), t, rank))

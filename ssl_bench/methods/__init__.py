@@ -5,8 +5,11 @@ from .byol import BYOL
 from .cmc import CMC
 from .deepcluster import DeepClusterV2
 from .dino import DINO
+from .ijepa import IJEPA
 from .infomin import InfoMin
+from .mae import MAE
 from .moco import MoCoV2Plus
+from .mocov3 import MoCoV3
 from .momentum import BaseMomentumMethod, ema_update_
 from .nnclr import NNCLR
 from .paws import PAWS
@@ -33,6 +36,9 @@ METHODS: dict[str, type[BaseMethod]] = {
     "vicreg": VICReg,
     "wmse": WMSE,
     "paws": PAWS,
+    "mocov3": MoCoV3,
+    "mae": MAE,
+    "ijepa": IJEPA,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]

@@ -122,10 +122,10 @@ def test_toy_protocol_is_in_eval_help_and_runs_from_the_cli(toy_sweep, capsys):
         main(["eval", "--help"])
     assert stop.value.code == 0
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "{knn,linear,finetune,scan,toy}" in help_text and "toy: nearest class mean of the frozen features" in help_text
+    assert "{knn,linear,finetune,vit_finetune,scan,toy}" in help_text and "toy: nearest class mean of the frozen features" in help_text
     assert "--scale SCALE [toy] logit scale of the cosine similarities (default 1.0)" in help_text
-    for flag in ("--k K [knn]", "--temperature TEMPERATURE [knn]", "--epochs EPOCHS [linear, finetune]"):
-        assert flag in help_text  # the earlier flags; one --epochs for the two protocols that take it
+    for flag in ("--k K [knn]", "--temperature TEMPERATURE [knn]", "--epochs EPOCHS [linear, finetune, vit_finetune]"):
+        assert flag in help_text  # the earlier flags; one --epochs for the protocols that take it
 
     run_dir = toy_sweep / "simclr-digits-s0"
     ckpt = str(run_dir / "checkpoints/last.ckpt")
@@ -151,7 +151,7 @@ def test_toy_protocol_is_in_eval_help_and_runs_from_the_cli(toy_sweep, capsys):
      "--scale: not a setting of protocol knn (its settings: --k, --temperature)"),
     (["--protocol", "linear", "--temperature", "0.1"], "--temperature: not a setting of protocol linear"),
     (["--protocol", "knn", "--k", "0"], "--k 0: must be between 1"),
-    (["--protocol", "nosuch"], "unknown protocol 'nosuch'; known: finetune, knn, linear, scan, toy"),
+    (["--protocol", "nosuch"], "unknown protocol 'nosuch'; known: finetune, knn, linear, scan, toy, vit_finetune"),
     (["--protocol", "no_module.Protocol"], "cannot import protocol 'no_module.Protocol'"),
     (["--protocol", "ssl_bench.methods.SimCLR"],
      "protocol 'ssl_bench.methods.SimCLR' is not a subclass of EvalProtocol"),
@@ -186,7 +186,7 @@ def test_eval_section_takes_protocols_by_name_or_import_path(tmp_path):
 
 @pytest.mark.parametrize("section, message", [
     ({"tyo": {"scale": 1}}, "unknown eval key 'tyo'; allowed: knn_k, knn_t, label_fractions, linear_epochs, "
-                            "protocols, a protocol (knn, linear, finetune, scan, toy)"),
+                            "protocols, a protocol (knn, linear, finetune, vit_finetune, scan, toy)"),
     ({"knn_kk": [10]}, "did you mean 'knn_k'?"),
     ({"toy": {"scael": 1}}, "sweep spec: eval.toy.scael: not a setting of protocol toy (its settings: scale); "
                             "did you mean 'scale'?"),

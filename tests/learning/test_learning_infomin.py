@@ -1,4 +1,4 @@
-"""InfoMin learns: pretrained briefly on the CIFAR-10 subset of tests/test_learning.py (4,000 images,
+"""InfoMin learns: pretrained briefly on the CIFAR-10 subset of tests/learning/test_learning_simclr_byol_simsiam_barlow.py (4,000 images,
 tiny_cnn width 16, batch 64, 10 epochs; configs/cifar10-tiny/infomin.yaml), its k-NN top-1 on the
 10,000 test images beats the same network at random initialisation by MARGIN.
 

@@ -1,0 +1,141 @@
+"""The patch-token ViT backbone and the masking module (issue #23, shared machinery)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssl_bench import masking
+from ssl_bench.backbones import build_backbone
+
+TINY_VIT = {"arch": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------ backbone
+def test_vit_cls_feature_is_timms_and_tokens_match_full_sequence():
+    torch.manual_seed(0)
+    model, dim = build_backbone("vit", **TINY_VIT)
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        cls, patches = model.tokens(x)
+        torch.testing.assert_close(model(x), model.vit(x))          # timm's own [CLS] feature
+        torch.testing.assert_close(cls, model(x))
+        seq = model.vit.forward_features(x)                          # [CLS] + 16 patch tokens
+    assert dim == 32 and patches.shape == (3, 16, 32)
+    torch.testing.assert_close(patches, seq[:, 1:])
+
+
+def test_vit_keep_all_patches_in_any_order_permutes_the_tokens():
+    """Dropping no token is the full forward (attention is permutation-equivariant), so the encoder
+    sees each kept patch with its own position."""
+    torch.manual_seed(0)
+    model, _ = build_backbone("vit", **TINY_VIT)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    perm = torch.stack([torch.randperm(16, generator=_gen(i)) for i in range(2)])
+    with torch.no_grad():
+        cls_full, full = model.tokens(x)
+        cls_perm, permuted = model.tokens(x, keep=perm)
+    torch.testing.assert_close(cls_perm, cls_full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(permuted, masking.gather_tokens(full, perm), rtol=1e-5, atol=1e-5)
+
+
+def test_vit_frozen_patch_embedding_and_errors():
+    model, _ = build_backbone("vit", freeze_patch_embed=True, **TINY_VIT)
+    assert not any(p.requires_grad for p in model.vit.patch_embed.parameters())
+    assert all(p.requires_grad for p in model.vit.blocks.parameters())
+    with pytest.raises(ValueError, match="arch"):
+        build_backbone("vit", arch="resnet18")
+    with pytest.raises(ValueError, match="class token"):
+        build_backbone("vit", class_token=False, global_pool="avg", **TINY_VIT)
+
+
+# ------------------------------------------------------------------------------------------ masking
+@pytest.mark.parametrize("ratio, n, kept", [(0.75, 64, 16), (0.5, 16, 8), (0.0, 10, 10), (0.9, 49, 4)])
+def test_random_masking_ratio_exact_per_sample(ratio, n, kept):
+    m = masking.random_masking(5, n, ratio, _gen())
+    assert m.keep.shape == (5, kept) and m.mask.shape == (5, n)
+    assert (m.mask.sum(1) == n - kept).all()
+    assert not m.mask.gather(1, m.keep).any()                        # kept patches are the unmasked ones
+    assert all(len(set(row.tolist())) == kept for row in m.keep)     # without replacement
+    assert len({tuple(row.tolist()) for row in m.keep}) > 1 or ratio == 0.0   # per-sample randomness
+
+
+def test_random_masking_is_uniform_over_patches():
+    m = masking.random_masking(4000, 16, 0.75, _gen())
+    freq = m.mask.float().mean(0)
+    assert (freq - 0.75).abs().max() < 0.03
+
+
+def test_masks_deterministic_per_generator_and_differ_across_seeds():
+    for draw in (lambda g: masking.random_masking(4, 64, 0.75, g).mask,
+                 lambda g: masking.block_masking(4, (8, 8), 0.4, g),
+                 lambda g: torch.cat([t.flatten(1) for t in masking.multiblock_masks(4, (8, 8), g)], 1)):
+        assert torch.equal(draw(_gen(1)), draw(_gen(1)))
+        assert not torch.equal(draw(_gen(1)), draw(_gen(2)))
+    a, b = masking.step_generator(0, 10, 0), masking.step_generator(0, 10, 0)
+    assert torch.equal(torch.rand(5, generator=a), torch.rand(5, generator=b))
+    others = [masking.step_generator(0, 11, 0), masking.step_generator(0, 10, 1), masking.step_generator(1, 10, 0)]
+    ref = torch.rand(5, generator=masking.step_generator(0, 10, 0))
+    assert all(not torch.equal(ref, torch.rand(5, generator=g)) for g in others)
+
+
+def test_gather_and_restore_round_trip():
+    tokens = torch.randn(3, 16, 5, requires_grad=True)
+    m = masking.random_masking(3, 16, 0.75, _gen())
+    kept = masking.gather_tokens(tokens, m.keep)
+    for b in range(3):                                               # naive loop
+        torch.testing.assert_close(kept[b], tokens[b, m.keep[b]])
+    fill = torch.full((5,), 7.0, requires_grad=True)
+    full = masking.restore_tokens(kept, m.keep, 16, fill)
+    torch.testing.assert_close(full[~m.mask], tokens[~m.mask])
+    assert (full[m.mask] == 7.0).all()
+    full.sum().backward()
+    assert torch.equal(tokens.grad, (~m.mask).float()[..., None].expand(-1, -1, 5))
+    assert fill.grad.tolist() == [int(m.mask.sum())] * 5
+
+
+def test_sample_blocks_within_scale_and_aspect_ranges():
+    grid, area, aspect = (14, 14), (20.0, 40.0), (0.5, 2.0)
+    blocks = masking.sample_blocks(2000, grid, area, aspect, _gen(), log_aspect=True)
+    h, w = blocks.height.float(), blocks.width.float()
+    # rounding each side moves the area and the ratio by at most half a patch per side
+    assert ((h - 0.5) * (w - 0.5) <= area[1]).all() and ((h + 0.5) * (w + 0.5) >= area[0]).all()
+    assert ((h - 0.5) / (w + 0.5) <= aspect[1]).all() and ((h + 0.5) / (w - 0.5) >= aspect[0]).all()
+    assert (blocks.top >= 0).all() and (blocks.top + blocks.height <= grid[0]).all()
+    assert (blocks.left >= 0).all() and (blocks.left + blocks.width <= grid[1]).all()
+    mask = blocks.mask(grid).reshape(-1, *grid)
+    for b in range(20):                                              # the mask is exactly the rectangle
+        t, l, hh, ww = (int(v[b]) for v in (blocks.top, blocks.left, blocks.height, blocks.width))
+        expect = torch.zeros(grid, dtype=torch.bool)
+        expect[t:t + hh, l:l + ww] = True
+        assert torch.equal(mask[b], expect)
+
+
+def test_block_masking_reaches_the_ratio_with_few_extra_patches():
+    mask = masking.block_masking(500, (14, 14), 0.4, _gen())
+    counts = mask.sum(1)
+    target = round(0.4 * 196)
+    assert (counts >= target).all()
+    assert counts.float().mean() < 1.25 * target                    # stops at the first block that reaches it
+    assert counts.unique().numel() > 5                               # per-sample blocks
+
+
+def test_multiblock_masks_ijepa_shapes():
+    grid = (8, 8)
+    context, targets = masking.multiblock_masks(64, grid, _gen(3))
+    assert targets.shape[:2] == (64, 4)
+    n_tgt = targets.shape[2]
+    assert 0.15 * 64 - 4 <= n_tgt <= 0.2 * 64 + 4                    # one size per batch (rounded sides)
+    for b in range(64):
+        tgt = set(targets[b].flatten().tolist())
+        ctx = context[b].tolist()
+        assert ctx == sorted(set(ctx)) and not tgt & set(ctx)        # context excludes every target patch
+        for block in targets[b]:                                     # each target is a full rectangle
+            rows, cols = block // 8, block % 8
+            assert len(block) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert context.shape[1] >= 4
