@@ -86,7 +86,7 @@ def test_two_ranks_equal_one_process():
 
 
 def infomin_on_rank(views: list[torch.Tensor], keys: torch.Tensor) -> tuple:
-    """This rank's half of the batch, BatchNorm frozen (tests/distributed/test_ddp_equivalence.py), the queue
+    """This rank's half of the batch, BatchNorm frozen (tests/distributed/test_ddp_simclr_barlow.py), the queue
     pre-filled identically on every rank -> (rank-averaged loss and gradients, the queue after the
     step). Each rank cuts its slice of the global batch's puzzles."""
     torch.manual_seed(0)

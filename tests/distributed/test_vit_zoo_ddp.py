@@ -1,7 +1,7 @@
 """ViT-era zoo across ranks: 2 gloo processes, each with half of the batch, give the loss and the
 (DDP-averaged) gradients of 1 process on the whole batch, for MoCo v3 (negatives: the momentum
 keys of every rank, gathered), MAE and I-JEPA (per-sample losses; nothing is gathered, which this
-checks). BatchNorm in MoCo v3's heads runs with frozen statistics (see test_ddp_equivalence.py).
+checks). BatchNorm in MoCo v3's heads runs with frozen statistics (see test_ddp_simclr_barlow.py).
 The masks are drawn for the whole batch and each rank takes its half, so both sides see the same
 masks (in a run each rank draws its own: masking.step_generator is per rank). One pair of
 processes for the three methods."""
