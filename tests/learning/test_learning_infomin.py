@@ -6,7 +6,7 @@ Measured 2026-12-06 with ``benchmarks/learning_seeds.py --seeds 0 1 2 --only inf
 one torch thread; benchmarks/RESULTS.md, "InfoMin"):
     run            seed 0   seed 1   seed 2   smallest gain
     random init     28.71    29.76    28.67
-    MoCo v2+        37.54    37.70    38.16   (tests/test_learning_zoo1.py)
+    MoCo v2+        37.54    37.70    38.16   (tests/learning/test_learning_moco_nnclr_swav_deepcluster_cmc.py)
     InfoMin         36.40    34.64    34.52   +4.9
 The tiny config weakens the paper's recipe (jitter 0.4, RandAugment level 5): the full recipe reached
 30.03 on seed 0 (configs/cifar10-tiny/infomin.yaml's header). Seed 1 clears MARGIN by 0.9: watch it.
