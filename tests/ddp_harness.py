@@ -39,3 +39,20 @@ def run_on_ranks(fn: Callable[..., Any], world_size: int, *args: Any) -> list[An
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         mp.spawn(_worker, args=(world_size, fn, args, folder), nprocs=world_size, join=True)
         return [torch.load(Path(folder) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+
+
+def assert_ranks_match(single: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]], per_rank: list[dict],
+                       min_grads: int = 1) -> None:
+    """Each entry's (loss, DDP-averaged gradients by parameter name) on every rank == one process on
+    the whole batch. float32 noise scales with the gradient magnitude (e.g. Barlow Twins' last
+    projector bias has a true gradient of 0 and ~1e-5 of rounding), so the absolute tolerance is
+    relative to the largest gradient."""
+    for name, (loss, grads) in single.items():
+        assert len(grads) >= min_grads, name
+        scale = max(g.abs().max().item() for g in grads.values())
+        for rank_result in per_rank:
+            rank_loss, rank_grads = rank_result[name]
+            torch.testing.assert_close(rank_loss, loss, rtol=1e-5, atol=1e-6, msg=f"{name} loss")
+            assert rank_grads.keys() == grads.keys()
+            for pname, g in grads.items():
+                torch.testing.assert_close(rank_grads[pname], g, rtol=1e-4, atol=1e-4 * scale, msg=f"{name} {pname}")

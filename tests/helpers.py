@@ -58,6 +58,22 @@ def load_ckpt(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def straight_and_resumed(config, tmp_path: Path) -> tuple[dict, dict, dict]:
+    """Train ``config(run_dir, *extra_args)`` (a 2-epoch run named ``r``) straight through, and again
+    stopped after epoch 1 and resumed with ``--run.resume auto``: (the straight run's last checkpoint,
+    the resumed run's, the interrupted run's state dict at epoch 1)."""
+    from ssl_bench.pretrain import pretrain
+
+    pretrain(config(tmp_path / "straight"))
+    interrupted = config(tmp_path / "resumed")
+    interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
+    assert pretrain(interrupted)["epochs"] == 1
+    first = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")["state_dict"]
+    pretrain(config(tmp_path / "resumed", "--run.resume", "auto"))
+    return (load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt"),
+            load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt"), first)
+
+
 def write_spec(folder: Path, name: str, **fields: Any) -> Path:
     """A sweep spec ``folder/<name>.yaml`` on digits, one quiet epoch per cell, no random-init
     baseline; ``fields`` add or replace spec keys."""

@@ -1,7 +1,6 @@
 """`ssl-bench pretrain` end to end: run directory contents, overrides, one-line errors, exact resume,
 divergence handling and a user-defined method loaded by class path."""
 import json
-import os
 import subprocess
 import sys
 from typing import Any
@@ -11,9 +10,8 @@ import torch
 
 from ssl_bench.cli import main
 from ssl_bench.config import apply_overrides, load_config
-from ssl_bench.pretrain import pretrain
 from ssl_bench.methods import METHODS, SimCLR
-from helpers import QUIET, StopAfterEpochs, digits_args, load_ckpt
+from helpers import QUIET, digits_args, load_ckpt, straight_and_resumed
 
 SUMMARY_KEYS = {"val_knn_top1", "val_linear_top1", "train_loss", "rankme", "z_std", "entropy", "reconstruction"}
 
@@ -61,13 +59,7 @@ def test_resume_continues_exactly(repo, tmp_path, method):
                                ["--run.dir", str(run_dir), "--run.name", "r", "--trainer.max_epochs", "2",
                                 "--trainer.deterministic", "true", *QUIET, *extra])
 
-    pretrain(cfg(tmp_path / "straight"))
-    interrupted = cfg(tmp_path / "resumed")
-    interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
-    assert pretrain(interrupted)["epochs"] == 1
-    pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight, resumed, _ = straight_and_resumed(cfg, tmp_path)
     assert resumed["global_step"] == straight["global_step"] > 0
     assert any(k.startswith("teacher_") for k in straight["state_dict"])
     for key, value in straight["state_dict"].items():

@@ -11,7 +11,7 @@ from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.data.recipes import build_recipe
 from ssl_bench.methods import DINO, ReSSL
 from ssl_bench.pretrain import pretrain
-from helpers import QUIET, StopAfterEpochs, digits_args, load_ckpt, tiny_model
+from helpers import QUIET, digits_args, load_ckpt, straight_and_resumed, tiny_model
 
 TINY = tiny_model(4)
 
@@ -77,14 +77,7 @@ def test_dino_resume_continues_exactly(repo, tmp_path):
                                 "--trainer.deterministic", "true", "--trainer.log_every_n_steps", "2",
                                 *QUIET, *extra])
 
-    pretrain(cfg(tmp_path / "straight"))
-    interrupted = cfg(tmp_path / "resumed")
-    interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
-    assert pretrain(interrupted)["epochs"] == 1
-    first = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")["state_dict"]
-    pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight, resumed, first = straight_and_resumed(cfg, tmp_path)
     assert resumed["global_step"] == straight["global_step"] > 0
     assert straight["state_dict"]["center"].abs().sum() > 0
     for key, value in straight["state_dict"].items():

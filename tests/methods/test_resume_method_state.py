@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from ssl_bench.config import apply_overrides, load_config
-from ssl_bench.pretrain import pretrain
-from helpers import QUIET, StopAfterEpochs, load_ckpt
+from helpers import QUIET, straight_and_resumed
 
 # state that must be in the checkpoint and non-trivial after 2 epochs, and overrides that make the
 # method use it within 2 short epochs (4 steps each)
@@ -32,13 +31,7 @@ def test_resume_continues_exactly(repo, tmp_path, method):
                                ["--run.dir", str(run_dir), "--run.name", "r", "--trainer.max_epochs", "2",
                                 "--trainer.deterministic", "true", *QUIET, *FAST, *extra, *more])
 
-    pretrain(cfg(tmp_path / "straight"))
-    interrupted = cfg(tmp_path / "resumed")
-    interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
-    assert pretrain(interrupted)["epochs"] == 1
-    pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight, resumed, _ = straight_and_resumed(cfg, tmp_path)
     assert resumed["global_step"] == straight["global_step"] == 8
     state = straight["state_dict"]
     assert state[key].abs().sum() > 0 if key.endswith("keys") else (state[key] >= 0).any()

@@ -9,8 +9,7 @@ import torch
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.errors import ConfigError
 from ssl_bench.methods import MAE, IJEPA, MoCoV3
-from ssl_bench.pretrain import pretrain
-from helpers import QUIET, StopAfterEpochs, load_ckpt
+from helpers import QUIET, straight_and_resumed
 
 VIT_METHODS = ["mocov3", "mae", "ijepa"]
 FAST = ["--data.train_subset", "256", "--data.batch_size", "64", "--model.knn", "false",
@@ -28,14 +27,7 @@ def test_resume_continues_exactly(repo, tmp_path, method):
                                ["--run.dir", str(run_dir), "--run.name", "r", "--trainer.max_epochs", "2",
                                 "--trainer.deterministic", "true", *QUIET, *FAST, *more])
 
-    pretrain(cfg(tmp_path / "straight"))
-    interrupted = cfg(tmp_path / "resumed")
-    interrupted["trainer"]["callbacks"] = [StopAfterEpochs(1)]
-    assert pretrain(interrupted)["epochs"] == 1
-    first = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")["state_dict"]
-    pretrain(cfg(tmp_path / "resumed", "--run.resume", "auto"))
-    straight = load_ckpt(tmp_path / "straight/r/checkpoints/last.ckpt")
-    resumed = load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt")
+    straight, resumed, first = straight_and_resumed(cfg, tmp_path)
     assert resumed["global_step"] == straight["global_step"] == 8
     state = straight["state_dict"]
     assert set(resumed["state_dict"]) == set(state)
