@@ -24,10 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ssl_bench.data.sources import load_source, stratified_subset
 from ssl_bench.methods.view_generator import PixelFlow, adversarial_step
 
-from reverse_u import Encoder, Setting, augment, run_setting
+from reverse_u import Encoder, Setting, augment, cifar_subsets, run_setting
 
 
 class LearnedSplit:
@@ -86,11 +85,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    src = load_source("cifar10")
-    tr = stratified_subset(src.train.labels, args.train, seed=0)
-    te = stratified_subset(src.val.labels, args.test, seed=0)
-    train = (src.train.images[tr], src.train.labels[tr])
-    test = (src.val.images[te], src.val.labels[te])
+    train, test = cifar_subsets(args.train, args.test)
     reference = train[0][:2000].float() / 255
     rows = []
     for seed in args.seeds:

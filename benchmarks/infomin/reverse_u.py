@@ -116,6 +116,14 @@ def batched(fn, images: Tensor, size: int = 500) -> Tensor:
         return torch.cat([fn(images[i:i + size].float() / 255) for i in range(0, len(images), size)])
 
 
+def cifar_subsets(train_size: int, test_size: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """(images, labels) of class-stratified CIFAR-10 train and test subsets (data seed 0)."""
+    src = load_source("cifar10")
+    tr = stratified_subset(src.train.labels, train_size, seed=0)
+    te = stratified_subset(src.val.labels, test_size, seed=0)
+    return (src.train.images[tr], src.train.labels[tr]), (src.val.images[te], src.val.labels[te])
+
+
 def run_setting(s: Setting, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], epochs: int,
                 batch: int, seed: int) -> dict:
     torch.manual_seed(seed)
@@ -201,11 +209,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    src = load_source("cifar10")
-    tr = stratified_subset(src.train.labels, args.train, seed=0)
-    te = stratified_subset(src.val.labels, args.test, seed=0)
-    train = (src.train.images[tr], src.train.labels[tr])
-    test = (src.val.images[te], src.val.labels[te])
+    train, test = cifar_subsets(args.train, args.test)
     rows = []
     for exp in args.experiments:
         values = DISTANCES if exp == "spatial" else tuple(COLOUR_SPLITS)
