@@ -114,9 +114,7 @@ def _protocol_settings(args: argparse.Namespace, overrides: list[str], protocol:
     is ``eval.<protocol>.<setting>`` (as in a sweep spec's ``eval:`` section): ``--eval.knn.k 200``.
     The registered protocols' ``--<setting>`` flags (parsed already) and ``--<name> VALUE`` of a
     protocol given by import path (read here, as YAML) are the short forms."""
-    import yaml
-
-    from .config import SECTIONS, parse_yaml
+    from .config import SECTIONS, parse_value
 
     settings = {name: getattr(args, name) for name in protocol_flags() if getattr(args, name, None) is not None}
     rest, i = [], 0
@@ -139,10 +137,7 @@ def _protocol_settings(args: argparse.Namespace, overrides: list[str], protocol:
                 raise ValueError(f"--{key}: protocol settings are --eval.{protocol}.<setting> (the protocol "
                                  f"given by --protocol)")
             key = parts[2]
-        try:
-            settings[key] = parse_yaml(value)
-        except yaml.YAMLError:
-            settings[key] = value
+        settings[key] = parse_value(value)
     return settings, rest
 
 
@@ -174,21 +169,16 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
-    import yaml
-
-    from .config import SECTIONS, apply_overrides, parse_yaml
+    from .config import SECTIONS, parse_overrides, parse_value
     from .sweep.runner import run_sweep
 
-    given = apply_overrides({s: {} for s in SECTIONS}, overrides)  # --section.key VALUE, as pretrain takes them
-    sets = {f"{section}.{key}": value for section in SECTIONS for key, value in given[section].items()}
+    # --section.key VALUE, as pretrain takes them, as the dotted keys of a spec's overrides
+    sets = {".".join(path): value for path, value in parse_overrides(overrides, SECTIONS)}
     for item in args.set or []:  # the earlier form, --set section.key=value
         key, eq, value = item.partition("=")
         if not eq:
             raise ValueError(f"--set {item}: use --set section.key=value (or --section.key VALUE)")
-        try:  # as ssl-bench pretrain reads --section.key VALUE (config.apply_overrides): 1e-3 is a float
-            sets[key] = parse_yaml(value)
-        except yaml.YAMLError:
-            sets[key] = value
+        sets[key] = parse_value(value)  # as ssl-bench pretrain reads --section.key VALUE: 1e-3 is a float
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:

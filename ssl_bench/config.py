@@ -102,12 +102,20 @@ def load_config(path: str | Path | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def apply_overrides(cfg: dict[str, dict[str, Any]], args: list[str]) -> dict[str, dict[str, Any]]:
-    """Apply ``--section.key[.sub] value`` / ``--section.key=value`` overrides to the sections of
-    ``cfg`` (the ones a command takes; another section is one line); values are parsed
-    as YAML (``1`` -> int, ``[0.2, 1.0]`` -> list, ``null`` -> None). ``--model NAME`` sets the
-    method (a registered name or an importable ``pkg.module.Class``)."""
-    i = 0
+def parse_value(text: str) -> Any:
+    """A value given on the command line: YAML (``parse_yaml``: ``1`` -> int, ``[0.2, 1.0]`` -> list,
+    ``null`` -> None, ``1e-3`` -> float), or the text itself when it is not valid YAML."""
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(args: list[str], sections: list[str] | tuple[str, ...]) -> list[tuple[list[str], Any]]:
+    """``--section.key[.sub] value`` / ``--section.key=value`` arguments as (key path, value) pairs,
+    in order; a section not in ``sections`` (the ones a command takes) is one line. ``--model NAME``
+    is ``model.name``."""
+    pairs, i = [], 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
@@ -121,19 +129,24 @@ def apply_overrides(cfg: dict[str, dict[str, Any]], args: list[str]) -> dict[str
         path = key.split(".")
         if path == ["model"]:
             path = ["model", "name"]
-        sections = list(cfg)  # the sections this command takes
         if path[0] not in sections or len(path) < 2:
             hint = did_you_mean(path[0], sections) if path[0] not in sections else ""
             raise ConfigError(f"unknown override --{key}; keys look like --{{{','.join(sections)}}}.<key>{hint}")
+        pairs.append((path, parse_value(value)))
+    return pairs
+
+
+def apply_overrides(cfg: dict[str, dict[str, Any]], args: list[str]) -> dict[str, dict[str, Any]]:
+    """Apply ``--section.key[.sub] value`` overrides (``parse_overrides``) to the sections of ``cfg``
+    (the ones a command takes). ``--model NAME`` sets the method (a registered name or an importable
+    ``pkg.module.Class``)."""
+    for path, value in parse_overrides(args, list(cfg)):
         node = cfg[path[0]]
         for part in path[1:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override --{key}: '{part}' is not a mapping")
-        try:
-            node[path[-1]] = parse_yaml(value)
-        except yaml.YAMLError:
-            node[path[-1]] = value
+                raise ConfigError(f"override --{'.'.join(path)}: '{part}' is not a mapping")
+        node[path[-1]] = value
     return cfg
 
 

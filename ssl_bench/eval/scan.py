@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from .. import losses
 from .. import run_dir as rd
-from ..config import check_kwargs, check_types, read_yaml_file
+from ..config import check_kwargs, check_types, parse_value, read_yaml_file
 from ..data.batched_augment import BatchedViewAugment
 from ..data.recipes import view_augment
 from ..data.tree_images import (Images, close as close_images, embed_images, hold_or_stream, how_held, image_batches,
@@ -481,18 +481,11 @@ def add_arguments(parser) -> None:
 def settings_from_args(args, base: dict[str, Any] | None = None) -> ScanSettings:
     """``base`` settings (a job file's ``scan`` section, then ``--scan.<setting>``) with the short
     ``--<setting>`` flags on top, each checked as ``ssl-bench eval`` checks a protocol's settings."""
-    import yaml
-
-    from ..config import parse_yaml
-
     given = dict(base or {})
     for spec in setting_specs(Scan):
         text = getattr(args, spec.name, None)
         if text is not None:
-            try:
-                given[spec.name] = parse_yaml(text)
-            except yaml.YAMLError:
-                given[spec.name] = text
+            given[spec.name] = parse_value(text)
     return make_settings(Scan, given, where="scan")
 
 

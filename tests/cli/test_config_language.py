@@ -90,3 +90,10 @@ def test_sweep_takes_section_key_overrides_and_prints_its_config(tmp_path, capsy
     assert long_form["cells"]["simclr-digits-s0"]["trainer"]["max_epochs"] == 3
     assert long_form["eval"]["protocols"]["knn"] == {"k": [10, 20], "temperature": [0.07, 0.2]}
     assert not (tmp_path / "sweep").exists()
+    # a nested key sets that key only, as --set data.augment.name=byol does (the rest of augment stays)
+    assert main([*common, "--data.augment.name", "byol"]) == 0
+    nested = yaml.safe_load(capsys.readouterr().out)
+    assert main([*common, "--set", "data.augment.name=byol"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == nested
+    augment = nested["cells"]["simclr-digits-s0"]["data"]["augment"]
+    assert augment["name"] == "byol" and len(augment) > 1
