@@ -30,12 +30,12 @@ from typing import Any
 from torch import Tensor
 
 from .. import run_dir as rd
-from ..config import dump_config, load_config
+from ..config import dump_config
 from ..errors import ConfigError
 from ..data.label_subset import balanced_label_subset
 from ..run_dir import write_atomic
 from .registry import EvalProtocol, address_of, grid_settings, is_builtin, make_settings, resolve_protocol, setting_specs
-from .target import EvalTarget, label_indices, run_dir_of
+from .target import EvalTarget, label_indices, target_config
 
 
 def result_name(settings: dict[str, Any], part: str | None = None) -> str:
@@ -112,18 +112,13 @@ def evaluate(ckpt: str | Path | None, protocol: str, data_overrides: dict[str, A
 def resolved_eval_config(ckpt: str | Path | None, protocol: str, overrides: dict[str, dict[str, Any]],
                          config: str | Path | None = None, random_init: bool = False,
                          settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``ssl-bench eval --print-config``: the config an evaluation would use (the run's
-    ``config.yaml`` or ``--config``, with the overrides) and the protocol's settings with every
-    default, under ``eval.<protocol>``; reads no checkpoint and no data."""
+    """``ssl-bench eval --print-config``: the config an evaluation would use (``eval.target.target_config``:
+    the run's ``config.yaml`` or ``--config``, with the overrides, checked as the evaluation checks
+    it) and the protocol's settings with every default, under ``eval.<protocol>``; reads no
+    checkpoint contents and no data."""
     cls = resolve_protocol(protocol)
     chosen = make_settings(cls, settings)
-    if config is None:
-        if ckpt is None:
-            raise ConfigError("give --ckpt CKPT, or --config CONFIG")
-        config = run_dir_of(Path(ckpt)) / "config.yaml"
-    cfg = load_config(config)
-    for section, values in overrides.items():
-        cfg.setdefault(section, {}).update(values)
+    cfg, _, _ = target_config(ckpt, config, overrides, random_init)
     return {"ckpt": None if ckpt is None else str(ckpt), "random_init": random_init,
             **{s: cfg[s] for s in ("model", "data", "run")}, "eval": {cls.name: dataclasses.asdict(chosen)}}
 

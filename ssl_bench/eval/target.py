@@ -65,6 +65,39 @@ def check_random_init_dir(run_dir: Path, cfg: dict[str, dict[str, Any]]) -> None
                               f"(see its config.yaml); give this one its own --run.name")
 
 
+def target_config(ckpt: str | Path | None, config: str | Path | None, overrides: dict[str, dict[str, Any]],
+                  random_init: bool) -> tuple[dict[str, dict[str, Any]], Path, Path]:
+    """(the config an evaluation uses: ``config`` or the checkpoint run's ``config.yaml``, with the
+    overrides; its path; the run directory results go to), with every check that needs no
+    checkpoint contents, each one line."""
+    if random_init == (ckpt is not None):
+        raise ConfigError("give --ckpt CKPT, or --random-init with --config CONFIG")
+    if random_init and config is None:
+        raise ConfigError("--random-init needs --config CONFIG (the method, backbone and data to use)")
+    run_dir = None
+    if ckpt is not None:
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"checkpoint not found: {ckpt}")
+        run_dir = run_dir_of(Path(ckpt))
+        if config is None and not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"no config.yaml in {run_dir} (expected the run directory of {ckpt}); "
+                              "pass --config CONFIG")
+    config_path = Path(config) if config is not None else run_dir / "config.yaml"  # type: ignore[operator]
+    cfg = load_config(config_path)
+    if not random_init and overrides.get("model"):
+        given = ", ".join(f"--model.{key}" for key in overrides["model"])
+        raise ConfigError(f"{given}: the checkpoint fixes the model (its saved hyperparameters); model "
+                          f"options apply to --random-init only")
+    for section, values in overrides.items():
+        cfg[section].update(values)
+    if "dataset" not in cfg["data"]:
+        raise ConfigError(f"data.dataset is missing in {config_path}")
+    if random_init:
+        run_dir = random_init_run_dir(cfg)
+        check_random_init_dir(run_dir, cfg)
+    return cfg, config_path, run_dir  # type: ignore[return-value]
+
+
 # ----------------------------------------------------------------------------- one evaluation setup
 class EvalTarget:
     """What is evaluated (a checkpoint, or the config's model at random init) and on which data;
@@ -73,36 +106,13 @@ class EvalTarget:
     def __init__(self, ckpt: str | Path | None = None, config: str | Path | None = None,
                  overrides: dict[str, dict[str, Any]] | None = None, random_init: bool = False,
                  out: str | Path | None = None) -> None:
-        overrides = overrides or {}
-        if random_init == (ckpt is not None):
-            raise ConfigError("give --ckpt CKPT, or --random-init with --config CONFIG")
-        if random_init and config is None:
-            raise ConfigError("--random-init needs --config CONFIG (the method, backbone and data to use)")
         self.random_init = random_init
-        if ckpt is not None:
-            self.ckpt: Path | None = Path(ckpt)
-            if not self.ckpt.is_file():
-                raise ConfigError(f"checkpoint not found: {ckpt}")
-            self.run_dir = run_dir_of(self.ckpt)
-            self._ckpt_blob: dict[str, Any] | None = load_lightning_checkpoint(self.ckpt, "eval checkpoint")
-            if config is None and not (self.run_dir / "config.yaml").is_file():
-                raise ConfigError(f"no config.yaml in {self.run_dir} (expected the run directory of {ckpt}); "
-                                  "pass --config CONFIG")
-        else:
-            self.ckpt = None
-        self.config_path = Path(config) if config is not None else self.run_dir / "config.yaml"
-        self.cfg = load_config(self.config_path)
-        if not random_init and overrides.get("model"):
-            given = ", ".join(f"--model.{key}" for key in overrides["model"])
-            raise ConfigError(f"{given}: the checkpoint fixes the model (its saved hyperparameters); model "
-                              f"options apply to --random-init only")
-        for section, values in overrides.items():
-            self.cfg[section].update(values)
-        if "dataset" not in self.cfg["data"]:
-            raise ConfigError(f"data.dataset is missing in {self.config_path}")
-        if random_init:
-            self.run_dir = random_init_run_dir(self.cfg)
-            check_random_init_dir(self.run_dir, self.cfg)
+        self.ckpt: Path | None = Path(ckpt) if ckpt is not None else None
+        # read first: a broken checkpoint is named before what its (missing) run directory lacks
+        readable = self.ckpt is not None and not random_init and self.ckpt.is_file()
+        self._ckpt_blob: dict[str, Any] | None = (
+            load_lightning_checkpoint(self.ckpt, "eval checkpoint") if readable else None)  # type: ignore[arg-type]
+        self.cfg, self.config_path, self.run_dir = target_config(ckpt, config, overrides or {}, random_init)
         self.dm = build_datamodule(self.cfg["data"], seed=int(self.cfg["run"]["seed"]))
         self._model: BaseMethod | None = None
         self._features: tuple[FeatureSet, bool] | None = None
