@@ -23,7 +23,6 @@ FINETUNE_RECIPE = {"view": "strong", "optimizer": "sgd", "momentum": 0.9, "lr": 
                    "batch_size": 64, "schedule": "cosine"}
 
 
-
 def finetune_scores(target: Any, epochs: int, seed: int, train_idx: Tensor | None = None,
                     memory_limit_mb: float | None = None, **fit_options: Any) -> dict[int, float]:
     """Fine-tuning protocol: a copy of the target's backbone (the checkpoint's, or the config's at
@@ -57,7 +56,6 @@ def finetune_scores(target: Any, epochs: int, seed: int, train_idx: Tensor | Non
     finally:
         close_images(images, val_images)
     return knn_accuracy(scores, val.labels.cpu(), top_k=(1, 5))
-
 
 
 @register_protocol

@@ -27,7 +27,6 @@ def check_k(k: int, bank_size: int) -> None:
         raise ConfigError(f"--k {k}: must be between 1 and the k-NN bank's {bank_size} labelled images")
 
 
-
 @register_protocol
 class KNN(EvalProtocol):
     """Weighted k-NN on the frozen features: the k nearest labelled train features by cosine

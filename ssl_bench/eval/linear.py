@@ -24,7 +24,6 @@ def linear_scores(fs: FeatureSet, num_classes: int, epochs: int, seed: int = 0,
     return knn_accuracy(scores, fs.val_y, top_k=(1, 5))
 
 
-
 @register_protocol
 class Linear(EpochsRecord):
     """A linear classifier trained on the frozen (standardised) features of the labelled train images."""
