@@ -19,4 +19,4 @@ from .target import EvalTarget  # noqa: F401
 
 __all__ = ["PROTOCOLS", "EvalProtocol", "EvalTarget", "accuracy_metrics", "evaluate", "evaluate_grid", "finetune",
            "headline_column", "knn", "linear", "make_settings", "offline_key", "register_protocol", "resolve_protocol",
-           "scan", "setting", "setting_specs"]
+           "scan", "setting", "setting_specs", "vit_finetune"]
