@@ -46,6 +46,9 @@ class BaseMethod(pl.LightningModule):
     num_global_views: int = 2
     #: ask the data module for ``(views, labels, indices)`` training batches (the sample-index contract)
     needs_sample_indices: bool = False
+    #: the evaluated network is the registry's ``backbone`` with ``backbone_kwargs``; a method that
+    #: replaces it (CMC: one encoder per colour view) sets False, so a sweep gives it its own random-init row
+    evaluates_registry_backbone: bool = True
 
     def __init__(
         self,
