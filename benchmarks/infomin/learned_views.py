@@ -56,17 +56,19 @@ def classifier(in_chans: int) -> nn.Module:
 
 def learn_views(train: tuple[Tensor, Tensor], normalise, epochs: int, batch: int, seed: int, semi: bool,
                 critic_steps: int = 1, critic_warmup_epochs: int = 0, critic_lr: float = 1e-3,
-                generator_lr: float = 1e-3) -> tuple[PixelFlow, list[dict]]:
+                generator_lr: float = 1e-3, classifier_lr: float = 1e-3) -> tuple[PixelFlow, list[dict]]:
     """``epochs`` passes over ``train``: every batch updates the critic; every ``critic_steps``-th
     batch also updates the generator (so the critic sees ``critic_steps`` fresh batches per generator
     step, as WGAN's n_critic), none during the first ``critic_warmup_epochs`` (the critic first learns
-    to read the initial views)."""
+    to read the initial views). The semi-supervised classifiers step with the generator, at their own lr."""
     torch.manual_seed(seed)
     flow = PixelFlow(blocks=2, hidden=16, seed=seed)
     critic = nn.ModuleList([Encoder(1, 8), Encoder(2, 8)])
     heads = nn.ModuleList([classifier(1), classifier(2)])
     critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
-    gen_opt = torch.optim.Adam(list(flow.parameters()) + (list(heads.parameters()) if semi else []), lr=generator_lr)
+    groups = [{"params": list(flow.parameters())}] + ([{"params": list(heads.parameters()), "lr": classifier_lr}]
+                                                        if semi else [])
+    gen_opt = torch.optim.Adam(groups, lr=generator_lr)
     gen = torch.Generator().manual_seed(seed)
     images, labels = train
     log = []
@@ -99,6 +101,7 @@ def main() -> None:
     ap.add_argument("--critic-warmup-epochs", type=int, default=0)
     ap.add_argument("--critic-lr", type=float, default=1e-3)
     ap.add_argument("--generator-lr", type=float, default=1e-3)
+    ap.add_argument("--classifier-lr", type=float, default=1e-3)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     train, test = cifar_subsets(args.train, args.test)
@@ -115,7 +118,7 @@ def main() -> None:
                 if variant != "Lab":
                     flow, log = learn_views(train, s.normalise, args.view_epochs, args.batch, seed,
                                             variant == "learned-semi", args.critic_steps, args.critic_warmup_epochs,
-                                            args.critic_lr, args.generator_lr)
+                                            args.critic_lr, args.generator_lr, args.classifier_lr)
                     s.split = LearnedSplit(flow, s.normalise, reference)
                     row["view_learning"] = log
                 row |= run_setting(s, train, test, args.epochs, args.batch, seed)
