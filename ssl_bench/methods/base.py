@@ -2,7 +2,8 @@
 
 Owns the backbone (from the registry), the multi-view batch contract, the optimiser with its
 per-step warmup+cosine schedule at the batch-scaled LR that the build layer derives
-(``set_schedule``), divergence checks, RNG state in checkpoints, and (via ``configure_callbacks``)
+(``set_schedule``; ``warmup_start_factor`` sets where the warm-up starts, ``final_weight_decay``
+ramps the weight decay over the run), divergence checks, RNG state in checkpoints, and (via ``configure_callbacks``)
 online linear probing, k-NN evaluation and the collapse monitor.
 """
 from __future__ import annotations
@@ -62,6 +63,8 @@ class BaseMethod(pl.LightningModule):
         reference_batch_size: int = 256,
         warmup_epochs: float = 10.0,
         final_lr_factor: float = 0.0,
+        warmup_start_factor: float = 0.0,
+        final_weight_decay: float | None = None,
         fused_optimizer: bool = True,
         concat_views: bool = True,
         check_finite_every_n_steps: int = 50,
@@ -213,7 +216,8 @@ class BaseMethod(pl.LightningModule):
         fused = hp.fused_optimizer and self.device.type == "cuda"
         opt = build_optimizer(hp.optimizer, groups, schedule.lr, momentum=hp.momentum,
                               lars_trust_coeff=hp.lars_trust_coeff, betas=tuple(hp.betas), fused=fused)
-        sched = warmup_cosine_scheduler(opt, schedule.warmup_steps, schedule.total_steps, hp.final_lr_factor)
+        sched = warmup_cosine_scheduler(opt, schedule.warmup_steps, schedule.total_steps, hp.final_lr_factor,
+                                        hp.warmup_start_factor, hp.final_weight_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ----------------------------------------------------------------------------- callbacks
