@@ -28,10 +28,10 @@ class MSN(BaseMomentumMethod):
     (``data.augment.num_small_crops``) the focal anchors. Paper settings (Sec. 4, Appendix; ViT-S/16
     on ImageNet): 1 random-masked anchor of 224 px and 10 focal views of 96 px, patch-drop ratio
     0.15 for ViT-S/16 (larger for larger ViTs), projection head 3 layers (hidden 2048, BN, GELU)
-    to 256, K = 1024 prototypes, tau = 0.1, T = 0.25, lambda = 1, EMA 0.996 -> 1, AdamW lr 1e-3 per
-    1024 images with 15 warm-up epochs, weight decay 0.04 -> 0.4, [CLS] token as the representation.
-    Not here: the official code's optional Sinkhorn normalisation of the targets, the decaying
-    weight decay (constant ``weight_decay``) and the linear EMA schedule (cosine here).
+    to 256, K = 1024 prototypes, tau = 0.1, T = 0.25, lambda = 1, EMA 0.996 -> 1 (linear), AdamW lr
+    1e-3 per 1024 images with 15 warm-up epochs, weight decay 0.04 -> 0.4 (``final_weight_decay``),
+    [CLS] token as the representation. Not here: the official code's optional Sinkhorn
+    normalisation of the targets (a code option; we are unsure of its default in the released configs).
 
     The online linear probe and the collapse monitor see the masked anchor's features (as I-JEPA's
     context): the k-NN and evaluation use unmasked images.
@@ -46,8 +46,8 @@ class MSN(BaseMomentumMethod):
     def __init__(self, proj_hidden_dim: int = 2048, proj_dim: int = 256, proj_layers: int = 3,
                  num_prototypes: int = 1024, temperature: float = 0.1, sharpen_temperature: float = 0.25,
                  me_max_weight: float = 1.0, mask_ratio: float = 0.15, base_tau: float = 0.996,
-                 **base: Any) -> None:
-        super().__init__(base_tau=base_tau, **base)
+                 tau_schedule: str = "linear", **base: Any) -> None:
+        super().__init__(base_tau=base_tau, tau_schedule=tau_schedule, **base)
         patch_vit(self.backbone, "MSN")
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=proj_layers,
                              activation=nn.GELU)
