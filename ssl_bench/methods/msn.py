@@ -74,7 +74,7 @@ class MSN(BaseMomentumMethod):
             targets = losses.msn_targets(losses.prototype_logits(target_z, self.prototypes, hp.temperature),
                                          hp.sharpen_temperature)
         feats = self.anchor_features(views)
-        z = [self.projector(f) for f in feats]
+        z = list(self.projector(torch.cat(feats)).split([f.shape[0] for f in feats]))  # one BatchNorm batch, as the official head
         logits = [losses.prototype_logits(zi, self.prototypes, hp.temperature) for zi in z]
         mean_probs = self.gather(torch.cat([lg.softmax(-1) for lg in logits])).mean(0)  # global batch, all anchors
         loss = losses.msn_loss(logits, targets, mean_probs, hp.me_max_weight)

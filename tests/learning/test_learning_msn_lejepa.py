@@ -14,7 +14,7 @@ from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
-SEED0 = {"msn": (0.0, 26.16), "lejepa": (0.0, 28.71)}  # (trained, random init), seed 0, one thread
+SEED0 = {"msn": (0.0, 26.16), "lejepa": (40.50, 28.71)}  # (trained, random init), seed 0, one thread
 
 
 @pytest.mark.parametrize("method", list(SEED0))
