@@ -41,7 +41,7 @@ def quadrature_grid(t_max: float = 5.0, points: int = 17) -> Tensor:
 def epps_pulley(x: Tensor, t: Tensor) -> Tensor:
     """Epps-Pulley statistics (M,) of the columns of ``x`` (N, M) (M one-dimensional samples of
     this rank's N values) against N(0, 1), over the global batch (see the module docstring), by the
-    trapezoidal rule on the grid ``t`` (T,). Computed in float32 at least."""
+    trapezoidal rule on the grid ``t`` (T,). Computed in float32 at least (``sigreg`` turns autocast off)."""
     x = x.to(torch.promote_types(x.dtype, torch.float32))
     t = t.to(x)
     xt = x.unsqueeze(-1) * t                                       # (N, M, T)
@@ -55,8 +55,10 @@ def epps_pulley(x: Tensor, t: Tensor) -> Tensor:
 
 def sigreg(z: Tensor, directions: Tensor, t: Tensor) -> Tensor:
     """SIGReg of one view's embeddings ``z`` (N, d): the mean over the ``directions`` (d, M) of the
-    Epps-Pulley statistic of the projections ``z a``."""
-    return epps_pulley(z.float() @ directions.to(torch.float32), t).mean()
+    Epps-Pulley statistic of the projections ``z a``, in float32 with autocast off (cos(t x) of a
+    bfloat16 projection would lose the statistic)."""
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        return epps_pulley(z.float() @ directions.to(torch.float32), t).mean()
 
 
 def lejepa_prediction_loss(global_z: list[Tensor], all_z: list[Tensor]) -> Tensor:

@@ -22,10 +22,12 @@ from ssl_bench.losses.paws import me_max, sharpen
 
 
 def prototype_logits(z: Tensor, prototypes: Tensor, temperature: float = 0.1) -> Tensor:
-    """Cosine similarities (N, K) of ``z`` (N, d) to the ``prototypes`` (K, d), divided by ``temperature``."""
+    """Cosine similarities (N, K) of ``z`` (N, d) to the ``prototypes`` (K, d), divided by ``temperature``
+    (float32, autocast off: at temperature 0.025 a bfloat16 similarity would move the sharpened target)."""
     if temperature <= 0:
         raise ValueError(f"prototype_logits: temperature must be > 0, got {temperature}")
-    return F.normalize(z.float(), dim=-1) @ F.normalize(prototypes.float(), dim=-1).T / temperature
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        return F.normalize(z.float(), dim=-1) @ F.normalize(prototypes.float(), dim=-1).T / temperature
 
 
 @torch.no_grad()

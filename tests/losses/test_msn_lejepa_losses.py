@@ -140,3 +140,16 @@ def test_lejepa_loss_matches_naive_loop():
     for lam in (0.0, 0.05, 1.0):
         torch.testing.assert_close(losses.lejepa_loss(views[:2], views, directions, lam),
                                    torch.tensor((1 - lam) * pred + lam * reg), rtol=1e-5, atol=1e-5)
+
+
+def test_sigreg_and_prototype_logits_are_float32_under_autocast():
+    """bfloat16 autocast (CPU here) does not reach the statistic's matmul or the prototype similarities."""
+    g = _gen(7)
+    z, q = torch.randn(16, 8, generator=g), torch.randn(5, 8, generator=g)
+    directions = losses.random_directions(8, 4, _gen(8))
+    grid = losses.quadrature_grid()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        reg, logits = losses.sigreg(z, directions, grid), losses.prototype_logits(z, q)
+    assert reg.dtype == logits.dtype == torch.float32
+    torch.testing.assert_close(reg, losses.sigreg(z, directions, grid))
+    torch.testing.assert_close(logits, losses.prototype_logits(z, q))
