@@ -1,7 +1,7 @@
 """LeJEPA learns (issue #24): pretrained briefly on the CIFAR-10 subset of the other learning tests
 (4,000 images, batch 64) with the tiny CNN of the CNN rows (LeJEPA needs no ViT), it beats the same
 CNN at random initialisation (k-NN top-1 on the 10,000 test images) by MARGIN. Settings and measured
-numbers: configs/cifar10-tiny/lejepa.yaml. CPU cost: ~80 s training + ~3 s baseline (one thread).
+numbers: configs/cifar10-tiny/lejepa.yaml. CPU cost: ~63 s training + ~3 s baseline (one thread).
 
 MSN has no learning test: with the tiny ViT of MoCo v3's test its best short runs gained 2.2-2.4
 points over random init (configs/cifar10-tiny/msn.yaml lists the variants tried), below MARGIN.
@@ -15,7 +15,7 @@ from ssl_bench.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 
-SEED0 = {"lejepa": (40.50, 28.71)}  # (trained, random init), seed 0, one thread
+SEED0 = {"lejepa": (39.36, 28.71)}  # (trained, random init), seed 0, one thread
 
 
 @pytest.mark.parametrize("method", list(SEED0))
