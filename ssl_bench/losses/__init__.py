@@ -12,6 +12,9 @@
   :func:`self_label_loss`.
 - masked images: :func:`mae_loss` with :func:`patchify` (MAE), :func:`ijepa_loss` (I-JEPA).
 - PAWS: :func:`paws_loss`, :func:`snn_predict`, :func:`sharpen`, :func:`me_max`, :func:`smooth_one_hot`.
+- MSN: :func:`msn_loss`, :func:`prototype_logits`, :func:`msn_targets`.
+- LeJEPA: :func:`lejepa_loss` (= :func:`lejepa_prediction_loss` + :func:`sigreg` of :func:`epps_pulley`),
+  :func:`random_directions`, :func:`quadrature_grid`.
 """
 from ssl_bench.losses.barlow_twins import barlow_twins_loss
 from ssl_bench.losses.cmc import cmc_loss, cmc_view_pairs
@@ -21,7 +24,16 @@ from ssl_bench.losses.deepcluster import deepcluster_loss
 from ssl_bench.losses.dino import batch_center, dino_loss, ema_center
 from ssl_bench.losses.infomin import infomin_loss
 from ssl_bench.losses.infonce import batch_infonce, infonce, mocov3_loss
+from ssl_bench.losses.lejepa import (
+    epps_pulley,
+    lejepa_loss,
+    lejepa_prediction_loss,
+    quadrature_grid,
+    random_directions,
+    sigreg,
+)
 from ssl_bench.losses.masked import ijepa_loss, mae_loss, patchify
+from ssl_bench.losses.msn import msn_loss, msn_targets, prototype_logits
 from ssl_bench.losses.paws import me_max, paws_loss, sharpen, smooth_one_hot, snn_predict
 from ssl_bench.losses.ressl import ressl_loss
 from ssl_bench.losses.scan import mean_assignment_entropy, scan_consistency, scan_loss, self_label_loss
@@ -34,4 +46,6 @@ __all__ = ["nt_xent", "byol_loss", "simsiam_loss", "barlow_twins_loss", "infonce
            "cmc_view_pairs", "sinkhorn", "swav_loss", "deepcluster_loss", "dino_loss", "batch_center",
            "ema_center", "ressl_loss", "vicreg_loss", "invariance_loss", "variance_loss",
            "covariance_loss", "wmse_loss", "whiten", "scan_loss", "scan_consistency", "mean_assignment_entropy",
-           "self_label_loss", "paws_loss", "snn_predict", "sharpen", "me_max", "smooth_one_hot"]
+           "self_label_loss", "paws_loss", "snn_predict", "sharpen", "me_max", "smooth_one_hot",
+           "msn_loss", "msn_targets", "prototype_logits", "lejepa_loss", "lejepa_prediction_loss", "sigreg",
+           "epps_pulley", "random_directions", "quadrature_grid"]

@@ -7,8 +7,10 @@ from .deepcluster import DeepClusterV2
 from .dino import DINO
 from .ijepa import IJEPA
 from .infomin import InfoMin
+from .lejepa import LeJEPA
 from .mae import MAE
 from .moco import MoCoV2Plus
+from .msn import MSN
 from .mocov3 import MoCoV3
 from .momentum import BaseMomentumMethod, ema_update_
 from .nnclr import NNCLR
@@ -39,6 +41,8 @@ METHODS: dict[str, type[BaseMethod]] = {
     "mocov3": MoCoV3,
     "mae": MAE,
     "ijepa": IJEPA,
+    "msn": MSN,
+    "lejepa": LeJEPA,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]

@@ -24,14 +24,15 @@ class MaskSeed(nn.Module):
     """A seed drawn from the global RNG when the method is built (``pretrain`` seeds it from
     ``run.seed``), kept in the checkpoint; ``generator(step, device)`` is the step's mask generator
     (``masking.step_generator``: per rank, so ranks draw different masks; a resumed run draws the
-    masks an uninterrupted one would)."""
+    masks an uninterrupted one would). ``per_rank=False``: the same generator on every rank (draws
+    that must agree across ranks, e.g. LeJEPA's random projection directions)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("seed", torch.randint(0, 2**62, (), dtype=torch.long))
 
-    def generator(self, step: int, device: torch.device) -> torch.Generator:
-        return step_generator(int(self.seed), step, rank(), device)
+    def generator(self, step: int, device: torch.device, per_rank: bool = True) -> torch.Generator:
+        return step_generator(int(self.seed), step, rank() if per_rank else 0, device)
 
 
 class TokenTransformer(nn.Module):
