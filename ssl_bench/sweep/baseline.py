@@ -26,8 +26,10 @@ def is_baseline_cell(cell: str) -> bool:
     return cell.startswith((BASELINE + "-", _OTHER))
 
 
-def baseline_label(method: str) -> str:
-    """The report's name for a random-init row."""
-    if method == BASELINE:
-        return "random init (baseline)"
-    return f"random init ({method[len(_OTHER):]}'s network)"
+def baseline_label(method: str, network_of: str | None = None, several: bool = False) -> str:
+    """The report's name for a random-init row: ``random init (baseline)`` in a one-network sweep,
+    else ``random init (<m>'s network)``, ``<m>`` the first method that uses it (``network_of``: the
+    row config's ``model.name``, for the ``random_init`` row)."""
+    if method != BASELINE:
+        return f"random init ({method[len(_OTHER):]}'s network)"
+    return f"random init ({network_of}'s network)" if several and network_of else "random init (baseline)"

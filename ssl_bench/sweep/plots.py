@@ -184,6 +184,8 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
     raw_entropy: set[str] = set()
     baseline_rows = sorted({r["method"] for r in finished if is_baseline(r["method"])})
     dashes = {name: BASELINE_DASHES[i % len(BASELINE_DASHES)] for i, name in enumerate(baseline_rows)}
+    network_of = {r["method"]: r.get("network_of") for r in finished if is_baseline(r["method"])}
+    labels = {name: baseline_label(name, network_of[name], len(baseline_rows) > 1) for name in baseline_rows}
     drawn_baselines: set[str] = set()
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8), sharex=True, layout="constrained")
     for ax, (metric, label) in zip(axes, CURVES):
@@ -211,7 +213,7 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
         for name, values in sorted(baselines.items()):
             drawn_baselines.add(name)
             ax.axhline(sum(values) / len(values), color="black", linestyle=dashes[name],
-                       linewidth=1, label=baseline_label(name))
+                       linewidth=1, label=labels[name])
         if metric == "entropy":
             label = ENTROPY_RELATIVE_LABEL + ("\n[raw nats where d is unknown]" if raw_entropy else "")
         ax.set_xlabel("optimizer step")
@@ -222,7 +224,7 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
         f"{m} ({seeds[m]} seed{'s' if seeds[m] > 1 else ''})" + (" [entropy: raw nats, d unknown]"
                                                                   if m in raw_entropy else "")))
         for m in sorted(runs)]
-    handles += [Line2D([], [], color="black", linestyle=dashes[name], label=baseline_label(name))
+    handles += [Line2D([], [], color="black", linestyle=dashes[name], label=labels[name])
                 for name in sorted(drawn_baselines)]
     if any(n > 1 for n in seeds.values()):
         handles.append(Patch(color="gray", alpha=0.3, label=f"band / error bar: {BAND}"))

@@ -170,6 +170,8 @@ def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
             if key not in SKIP_SUMMARY and (value is None or isinstance(value, (int, float))):
                 row[key] = value
         row.update(read_json(run_dir / OFFLINE_EVAL))
+        if is_baseline(method):  # whose network it is: the first method that uses it (its config's)
+            row["network_of"] = model.get("name")
         rows.append(row)
     return rows
 
@@ -247,6 +249,7 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
                   "\"Not finished\"): " + ", ".join(f"{r['cell']} ({r['status']})" for r in left_out) + ".", ""]
     for dataset, methods in sorted(agg.items()):
         order = sorted(m for m in methods if not is_baseline(m)) + sorted(m for m in methods if is_baseline(m))
+        networks = {r["method"]: r.get("network_of") for r in rows if r["dataset"] == dataset and is_baseline(r["method"])}
         best = {}
         for col in columns:
             if _is_accuracy(col):
@@ -261,7 +264,7 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
                 stat = methods[method].get(col)
                 text = "" if stat is None else (f"{stat[0]:.2f} +- {stat[1]:.2f}" if stat[2] > 1 else f"{stat[0]:.2f}")
                 cells.append(f"**{text}**" if best.get(col) == method and text else text)
-            label = baseline_label(method) if is_baseline(method) else method
+            label = baseline_label(method, networks.get(method), len(networks) > 1) if is_baseline(method) else method
             lines.append(f"| {label} | {methods[method]['n']} | " + " | ".join(cells) + " |")
         lines.append("")
     if left_out:
