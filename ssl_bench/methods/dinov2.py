@@ -32,7 +32,7 @@ class DINOv2(IBOT):
     memory, so unsure where marked): student temperature 0.1, teacher 0.04 -> 0.07 over 30 epochs,
     KoLeo weight 0.1, mask probability 0.5 and ratio (0.1, 0.5), teacher EMA 0.992 -> 1 (unsure:
     0.994 for ViT-g), heads of 3 layers, hidden 2048, bottleneck 256 (384 for the iBOT head, unsure),
-    K = 65536 (131072 for ViT-g), AdamW with weight decay 0.04 -> 0.2 (cosine), lr 4e-3 scaled by
+    K = 65536 (131072 for ViT-g), AdamW with weight decay 0.04 -> 0.4 (cosine; 0.2 for ViT-g), lr 4e-3 scaled by
     sqrt(B / 1024) (``lr_scaling: sqrt``; unsure of the base value), gradient clipping 3.0, last layer
     frozen in the first epoch, 2 global crops (0.32, 1) and 8 local crops (0.05, 0.32).
 

@@ -103,7 +103,8 @@ class IBOT(DINO):
     def patch_targets(self, teacher_patches: Tensor, mask: Tensor) -> Tensor:
         """Teacher probabilities (M, K) at the masked patches; the patch centre moves with the mean
         over every patch token of the batch (gathered over ranks), as the official code."""
-        logits = self.patch_heads()[1](teacher_patches)                       # (B, N, K)
+        b, n, d = teacher_patches.shape
+        logits = self.patch_heads()[1](teacher_patches.reshape(b * n, d)).reshape(b, n, -1)   # (B, N, K)
         targets = losses.centered_softmax(logits[mask], self.patch_center, self.teacher_patch_temp)
         batch_mean = losses.batch_center([logits.mean(1)])
         self.patch_center.copy_(losses.ema_center(self.patch_center, batch_mean, self.hparams.patch_center_momentum))
