@@ -34,10 +34,10 @@ class IBOT(DINO):
         loss = L_cls + L_mim;  C, C' <- EMA of the batch means (m = 0.9), gathered over ranks
 
     ``h`` is one DINO head for [CLS] and patch tokens (``separate_heads: false``, the paper's default:
-    Sec. 4.3 / Table 9 finds sharing the head best); ``separate_heads: true`` gives the patch tokens a
+    its ablation finds sharing the projection head best); ``separate_heads: true`` gives the patch tokens a
     second full DINOHead of ``patch_out_dim`` outputs (DINOv2's choice; iBOT's official non-shared
     variant shares the MLP and has only a second last layer, which is not implemented).
-    Paper settings (ViT-S/16, Appendix A): K = 8192 for both heads, student temperature 0.1, teacher
+    Paper settings (ViT-S/16, Sec. 4 and the Appendix): K = 8192 for both heads, student temperature 0.1, teacher
     temperatures 0.04 -> 0.07 ([CLS], over 30 epochs) and 0.04 -> 0.07 (patches), centre momenta
     0.9, teacher EMA 0.996 -> 1 (cosine), AdamW lr 5e-4 x B / 256, weight decay 0.04 -> 0.4 (cosine),
     10 warm-up epochs, gradient clipping 3.0, last layer frozen in the first epoch, 2 global crops and
