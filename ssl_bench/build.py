@@ -324,6 +324,10 @@ def derive_schedule(model: BaseMethod, dm: SSLDataModule, trainer: pl.Trainer) -
         if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
             allowed = "a finite number > 0" if key == "lr" else "a finite number >= 0"
             raise ConfigError(f"model.{key} must be {allowed}, got {hp[key]}")
+    if hp.get("final_weight_decay") is not None and not float(hp.final_weight_decay) >= 0:
+        raise ConfigError(f"model.final_weight_decay must be a number >= 0 or null, got {hp.final_weight_decay}")
+    if not 0 <= float(hp.get("warmup_start_factor", 0.0)) <= 1:
+        raise ConfigError(f"model.warmup_start_factor must be in [0, 1], got {hp.warmup_start_factor}")
     per_rank, world = int(dm.hparams.batch_size), int(trainer.world_size)
     accumulate = int(trainer.accumulate_grad_batches)
     global_batch = per_rank * world * accumulate

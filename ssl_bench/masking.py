@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
+
 _MASK63 = (1 << 63) - 1
 
 
@@ -179,7 +181,8 @@ def multiblock_masks(batch: int, grid: tuple[int, int], generator: torch.Generat
     with the target patches removed from the context). Block sizes are drawn once per batch and
     positions per sample (the official collator), so every target block has the same number of
     patches; contexts are truncated to the smallest context of the batch (as the collator does).
-    A sample whose context keeps fewer than ``min_context`` patches redraws its context position.
+    A sample whose context keeps fewer than ``min_context`` patches redraws its context position; a
+    ConfigError (one line) if some sample still has none after ``max_tries`` draws.
 
     Returns ``context`` (B, n_ctx) patch indices (ascending) and ``targets`` (B, M, n_tgt)."""
     n = grid[0] * grid[1]
@@ -202,6 +205,8 @@ def multiblock_masks(batch: int, grid: tuple[int, int], generator: torch.Generat
         if not bool(todo.any()):
             break
     else:
-        raise RuntimeError(f"multiblock_masks: no context of >= {min_context} patches outside the targets "
-                           f"after {max_tries} tries (grid {grid}); use smaller targets or a finer grid")
+        raise ConfigError(f"I-JEPA masks: no context block keeps >= {min_context} patches outside the "
+                          f"{num_targets} target blocks of the {grid[0]}x{grid[1]} patch grid after {max_tries} draws; "
+                          "use fewer or smaller targets (num_targets, target_scale), a larger context_scale "
+                          "or a finer grid (smaller patch_size)")
     return indices_of(context, int(context.sum(1).min())), target_idx

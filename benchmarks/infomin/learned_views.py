@@ -24,9 +24,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ssl_bench.methods.view_generator import PixelFlow, adversarial_step
+from ssl_bench.methods.view_generator import PixelFlow, critic_step, generator_step
 
 from reverse_u import Encoder, Setting, augment, cifar_subsets, run_setting
+
+
+VARIANTS = ("Lab", "learned-unsup", "learned-semi")
 
 
 class LearnedSplit:
@@ -51,26 +54,36 @@ def classifier(in_chans: int) -> nn.Module:
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
-def learn_views(train: tuple[Tensor, Tensor], normalise, epochs: int, batch: int, seed: int,
-                semi: bool) -> tuple[PixelFlow, list[dict]]:
+def learn_views(train: tuple[Tensor, Tensor], normalise, epochs: int, batch: int, seed: int, semi: bool,
+                critic_steps: int = 1, critic_warmup_epochs: int = 0, critic_lr: float = 1e-3,
+                generator_lr: float = 1e-3, classifier_lr: float = 1e-3) -> tuple[PixelFlow, list[dict]]:
+    """``epochs`` passes over ``train``: every batch updates the critic; every ``critic_steps``-th
+    batch also updates the generator (so the critic sees ``critic_steps`` fresh batches per generator
+    step, as WGAN's n_critic), none during the first ``critic_warmup_epochs`` (the critic first learns
+    to read the initial views). The semi-supervised classifiers step with the generator, at their own lr."""
     torch.manual_seed(seed)
     flow = PixelFlow(blocks=2, hidden=16, seed=seed)
     critic = nn.ModuleList([Encoder(1, 8), Encoder(2, 8)])
     heads = nn.ModuleList([classifier(1), classifier(2)])
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
-    gen_opt = torch.optim.Adam(list(flow.parameters()) + (list(heads.parameters()) if semi else []), lr=1e-3)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+    groups = [{"params": list(flow.parameters())}] + ([{"params": list(heads.parameters()), "lr": classifier_lr}]
+                                                        if semi else [])
+    gen_opt = torch.optim.Adam(groups, lr=generator_lr)
     gen = torch.Generator().manual_seed(seed)
     images, labels = train
     log = []
     for epoch in range(epochs):
-        steps = []
-        for idx in torch.randperm(len(images), generator=gen).split(batch):
+        steps: list[dict[str, float]] = []
+        for i, idx in enumerate(torch.randperm(len(images), generator=gen).split(batch)):
             if len(idx) < batch:
                 continue
             x = normalise(augment(images[idx].float() / 255, gen, pad_crop=True))
-            steps.append(adversarial_step(flow, critic, x, critic_opt, gen_opt, labels=labels[idx] if semi else None,
-                                          classifiers=heads if semi else None))
-        log.append({k: statistics.mean(s[k] for s in steps) for k in steps[0]} | {"epoch": epoch})
+            step = {"critic_nce": critic_step(flow, critic, x, critic_opt)}
+            if epoch >= critic_warmup_epochs and (i + 1) % critic_steps == 0:
+                step["generator_nce"], step["ce"] = generator_step(
+                    flow, critic, x, gen_opt, labels=labels[idx] if semi else None, classifiers=heads if semi else None)
+            steps.append(step)
+        log.append({k: statistics.mean(s[k] for s in steps if k in s) for k in steps[-1]} | {"epoch": epoch})
     return flow, log
 
 
@@ -83,13 +96,19 @@ def main() -> None:
     ap.add_argument("--view-epochs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--critic-steps", type=int, default=1, help="critic updates (fresh batches) per generator update")
+    ap.add_argument("--critic-warmup-epochs", type=int, default=0)
+    ap.add_argument("--critic-lr", type=float, default=1e-3)
+    ap.add_argument("--generator-lr", type=float, default=1e-3)
+    ap.add_argument("--classifier-lr", type=float, default=1e-3)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     train, test = cifar_subsets(args.train, args.test)
     reference = train[0][:2000].float() / 255
     rows = []
     for seed in args.seeds:
-        for variant in ("Lab", "learned-unsup", "learned-semi"):
+        for variant in args.variants:
             cache = args.out / f"{variant}-s{seed}.json"
             if cache.exists():
                 row = json.loads(cache.read_text())
@@ -98,7 +117,8 @@ def main() -> None:
                 row = {"variant": variant, "seed": seed}
                 if variant != "Lab":
                     flow, log = learn_views(train, s.normalise, args.view_epochs, args.batch, seed,
-                                            semi=variant == "learned-semi")
+                                            variant == "learned-semi", args.critic_steps, args.critic_warmup_epochs,
+                                            args.critic_lr, args.generator_lr, args.classifier_lr)
                     s.split = LearnedSplit(flow, s.normalise, reference)
                     row["view_learning"] = log
                 row |= run_setting(s, train, test, args.epochs, args.batch, seed)
@@ -106,7 +126,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k != "view_learning"}), flush=True)
             rows.append(row)
     lines = ["| views | I_NCE (nats) | k-NN top-1 | linear top-1 | seeds |", "|---|---|---|---|---|"]
-    for variant in ("Lab", "learned-unsup", "learned-semi"):
+    for variant in args.variants:
         rs = [r for r in rows if r["variant"] == variant]
 
         def fmt(key: str) -> str:

@@ -2,7 +2,8 @@
 
 Owns the backbone (from the registry), the multi-view batch contract, the optimiser with its
 per-step warmup+cosine schedule at the batch-scaled LR that the build layer derives
-(``set_schedule``), divergence checks, RNG state in checkpoints, and (via ``configure_callbacks``)
+(``set_schedule``; ``warmup_start_factor`` sets where the warm-up starts, ``final_weight_decay``
+ramps the weight decay over the run), divergence checks, RNG state in checkpoints, and (via ``configure_callbacks``)
 online linear probing, k-NN evaluation and the collapse monitor.
 """
 from __future__ import annotations
@@ -45,6 +46,9 @@ class BaseMethod(pl.LightningModule):
     num_global_views: int = 2
     #: ask the data module for ``(views, labels, indices)`` training batches (the sample-index contract)
     needs_sample_indices: bool = False
+    #: the evaluated network is the registry's ``backbone`` with ``backbone_kwargs``; a method that
+    #: replaces it (CMC: one encoder per colour view) sets False, so a sweep gives it its own random-init row
+    evaluates_registry_backbone: bool = True
 
     def __init__(
         self,
@@ -62,6 +66,8 @@ class BaseMethod(pl.LightningModule):
         reference_batch_size: int = 256,
         warmup_epochs: float = 10.0,
         final_lr_factor: float = 0.0,
+        warmup_start_factor: float = 0.0,
+        final_weight_decay: float | None = None,
         fused_optimizer: bool = True,
         concat_views: bool = True,
         check_finite_every_n_steps: int = 50,
@@ -213,7 +219,8 @@ class BaseMethod(pl.LightningModule):
         fused = hp.fused_optimizer and self.device.type == "cuda"
         opt = build_optimizer(hp.optimizer, groups, schedule.lr, momentum=hp.momentum,
                               lars_trust_coeff=hp.lars_trust_coeff, betas=tuple(hp.betas), fused=fused)
-        sched = warmup_cosine_scheduler(opt, schedule.warmup_steps, schedule.total_steps, hp.final_lr_factor)
+        sched = warmup_cosine_scheduler(opt, schedule.warmup_steps, schedule.total_steps, hp.final_lr_factor,
+                                        hp.warmup_start_factor, hp.final_weight_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ----------------------------------------------------------------------------- callbacks

@@ -75,6 +75,8 @@ class CMC(BaseMethod):
     otherwise view v takes global crop ``v mod 2`` (different crops, as in the InfoMin follow-up).
     The online probe and k-NN evaluate the concatenation of all encoders' features."""
 
+    evaluates_registry_backbone = False  # LabViewEncoders replaces the backbone
+
     def __init__(self, views: tuple[str, ...] = ("L", "ab"), proj_hidden_dim: int = 0, proj_dim: int = 128,
                  temperature: float = 0.07, graph: str = "full_graph", core_view: int = 0, same_crop: bool = True,
                  queue_size: int = 0, **base: Any) -> None:

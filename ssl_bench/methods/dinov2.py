@@ -39,8 +39,8 @@ class DINOv2(IBOT):
     Not included (the paper's recipe beyond the objective): the LVD-142M data curation (retrieval
     and deduplication), the high-resolution adaptation phase at the end of training, registers
     (Darcet et al. 2024), layer-wise lr decay and the patch-embedding lr multiplier, efficient
-    attention / sequence packing / FSDP, distillation into smaller models, the weight-decay and
-    teacher-temperature schedules beyond DINO's warm-up (BaseMethod's constant ``weight_decay``),
+    attention / sequence packing / FSDP, distillation into smaller models (the weight-decay schedule
+    is BaseMethod's ``final_weight_decay``; the teacher temperature follows DINO's warm-up),
     and the official mask sampler's batch-level ratios (each masked image draws its own ratio here).
     The [CLS] centre ``center`` and ``patch_center`` that iBOT keeps are unused (and stay zero).
     ER switch: as iBOT (the heads' softmax); note that KoLeo is itself an entropy estimate

@@ -1,4 +1,4 @@
-"""BaseMomentumMethod: an EMA teacher (BYOL, MoCo, DINO, ...) with the cosine momentum schedule."""
+"""BaseMomentumMethod: an EMA teacher (BYOL, MoCo, DINO, ...) with a cosine (or linear) momentum schedule."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..optim import cosine_momentum
+from ..optim import RAMPS, ramp
 from .base import BaseMethod, SSLOutput
 
 
@@ -35,14 +35,19 @@ def ema_update_(teacher: nn.Module, student: nn.Module, tau: float, buffers: boo
 class BaseMomentumMethod(BaseMethod):
     """Adds teacher copies of chosen online modules, updated by EMA after every optimiser step.
 
+    The EMA coefficient rises from ``base_tau`` to ``final_tau`` over the run by a half-cosine
+    (``tau_schedule: cosine``, BYOL's) or linearly (``linear``, I-JEPA's and MSN's).
+
     ``self.teacher_backbone`` always exists; a subclass makes more with
     ``self.teacher_projector = self.make_teacher(self.projector)``. It then implements
     ``ssl_loss(feats, teacher_feats)`` where ``teacher_feats`` are the teacher backbone's features
     of the global views.
     """
 
-    def __init__(self, base_tau: float = 0.99, final_tau: float = 1.0, ema_buffers: bool = True,
-                 **base: Any) -> None:
+    def __init__(self, base_tau: float = 0.99, final_tau: float = 1.0, tau_schedule: str = "cosine",
+                 ema_buffers: bool = True, **base: Any) -> None:
+        if tau_schedule not in RAMPS:
+            raise ValueError(f"tau_schedule must be one of {', '.join(RAMPS)}, got {tau_schedule!r}")
         super().__init__(**base)
         self.momentum_pairs: list[tuple[nn.Module, nn.Module]] = []
         self.teacher_backbone = self.make_teacher(self.backbone)
@@ -58,7 +63,8 @@ class BaseMomentumMethod(BaseMethod):
     def tau(self) -> float:
         # the run's derived step count (set_schedule); outside a fit (unit tests) the schedule may be unset
         total = self.schedule.total_steps if self.schedule is not None else 1
-        return cosine_momentum(self.global_step, total, self.hparams.base_tau, self.hparams.final_tau)
+        hp = self.hparams
+        return ramp(self.global_step, total, hp.base_tau, hp.final_tau, hp.tau_schedule)
 
     def teacher_forward(self, images: Tensor) -> Tensor:
         if self.hparams.channels_last:

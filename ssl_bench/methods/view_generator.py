@@ -109,21 +109,25 @@ def critic_nce(encoders: nn.ModuleList, v1: Tensor, v2: Tensor, temperature: flo
     return 0.5 * (losses.batch_infonce(z1, z2, temperature) + losses.batch_infonce(z2, z1, temperature))
 
 
-def adversarial_step(flow: PixelFlow, encoders: nn.ModuleList, images: Tensor, critic_opt: torch.optim.Optimizer,
-                     generator_opt: torch.optim.Optimizer, labels: Tensor | None = None,
-                     classifiers: nn.ModuleList | None = None, label_weight: float = 1.0,
-                     temperature: float = 0.1) -> dict[str, float]:
-    """One round of Eq. 6 (and Eq. 7 with ``labels`` and ``classifiers``): the critic (encoders)
-    descends ``L_NCE`` on the generator's current views (raising the bound), then the generator
-    (with the classifiers, whose parameters ``generator_opt`` must hold too) descends
-    ``-L_NCE + label_weight * (CE(c1(v1), y) + CE(c2(v2), y))`` (lowering the bound while keeping
-    the label). Returns the losses before each update."""
-    v1, v2 = flow.views(images)
-    critic_loss = critic_nce(encoders, v1.detach(), v2.detach(), temperature)
+def critic_step(flow: PixelFlow, encoders: nn.ModuleList, images: Tensor, critic_opt: torch.optim.Optimizer,
+                temperature: float = 0.1) -> float:
+    """The critic's half of Eq. 6: the encoders descend ``L_NCE`` on the generator's current views
+    (the flow is not updated), raising the bound. Returns ``L_NCE`` before the update."""
+    with torch.no_grad():
+        v1, v2 = flow.views(images)
+    loss = critic_nce(encoders, v1, v2, temperature)
     critic_opt.zero_grad()
-    critic_loss.backward()
+    loss.backward()
     critic_opt.step()
+    return float(loss.detach())
 
+
+def generator_step(flow: PixelFlow, encoders: nn.ModuleList, images: Tensor, generator_opt: torch.optim.Optimizer,
+                   labels: Tensor | None = None, classifiers: nn.ModuleList | None = None,
+                   label_weight: float = 1.0, temperature: float = 0.1) -> tuple[float, float]:
+    """The generator's half (with the classifiers, whose parameters ``generator_opt`` must hold too):
+    descend ``-L_NCE + label_weight * (CE(c1(v1), y) + CE(c2(v2), y))``, lowering the bound while
+    keeping the label (Eq. 7); the critic is not updated. Returns (``L_NCE``, CE) before the update."""
     v1, v2 = flow.views(images)
     nce = critic_nce(encoders, v1, v2, temperature)
     gen_loss = -nce
@@ -132,7 +136,19 @@ def adversarial_step(flow: PixelFlow, encoders: nn.ModuleList, images: Tensor, c
         ce = F.cross_entropy(classifiers[0](v1), labels) + F.cross_entropy(classifiers[1](v2), labels)
         gen_loss = gen_loss + label_weight * ce
     generator_opt.zero_grad()
+    encoders.zero_grad(set_to_none=True)
     gen_loss.backward()
     generator_opt.step()
-    critic_opt.zero_grad()               # the generator's backward also reached the encoders: drop it
-    return {"critic_nce": float(critic_loss.detach()), "generator_nce": float(nce.detach()), "ce": float(ce.detach())}
+    encoders.zero_grad(set_to_none=True)  # the generator's backward also reached the encoders: drop it
+    return float(nce.detach()), float(ce.detach())
+
+
+def adversarial_step(flow: PixelFlow, encoders: nn.ModuleList, images: Tensor, critic_opt: torch.optim.Optimizer,
+                     generator_opt: torch.optim.Optimizer, labels: Tensor | None = None,
+                     classifiers: nn.ModuleList | None = None, label_weight: float = 1.0,
+                     temperature: float = 0.1) -> dict[str, float]:
+    """One round of Eq. 6 (and Eq. 7 with ``labels`` and ``classifiers``) on one batch: ``critic_step``
+    then ``generator_step``. Returns the losses before each update."""
+    critic = critic_step(flow, encoders, images, critic_opt, temperature)
+    nce, ce = generator_step(flow, encoders, images, generator_opt, labels, classifiers, label_weight, temperature)
+    return {"critic_nce": critic, "generator_nce": nce, "ce": ce}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..run_dir import OFFLINE_EVAL, write_atomic
+from .baseline import is_baseline_cell
 from .run_state import FINISHED, INTERRUPTED, last_checkpoint, run_state
 
 OK, FAILED = "finished", "failed"
@@ -147,7 +148,7 @@ def _run_locked_cell(sweep_dir: str | Path, cell: str, attempt: str) -> dict[str
     paths = sweep_paths(sweep_dir, cell)
     run_dir = paths["run_dir"]
     settings = json.loads(paths["eval"].read_text()) if paths["eval"].is_file() else {}
-    random_init = cell.startswith("random_init-")
+    random_init = is_baseline_cell(cell)
     state = run_state(run_dir)
     record: dict[str, Any] = {"cell": cell, "attempt": attempt, "status": "running", "host": platform.node(),
                               "started": time.time(), "state_before": state}

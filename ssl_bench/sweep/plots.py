@@ -38,7 +38,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from ..config import read_mapping  # noqa: E402
 from .report import TABLE_METRICS, aggregate  # noqa: E402
-from .spec import BASELINE  # noqa: E402
+from .baseline import baseline_label, is_baseline  # noqa: E402
 
 X_KEY = "step"  # every curve against the optimizer step (metrics.csv's ``step``), k-NN included
 CURVES = (("val_knn_top1", "k-NN top-1 (%)"), ("entropy", "entropy (nats)"), ("rankme", "RankMe"))
@@ -128,7 +128,7 @@ def accuracy_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
                              squeeze=False)
     width = 0.8 / len(metrics)
     for ax, (dataset, methods) in zip(axes[0], sorted(agg.items())):
-        names = sorted(m for m in methods if m != BASELINE) + ([BASELINE] if BASELINE in methods else [])
+        names = sorted(m for m in methods if not is_baseline(m)) + sorted(m for m in methods if is_baseline(m))
         for j, metric in enumerate(metrics):
             stats = [methods[m].get(metric) for m in names]
             xs = [i + (j - (len(metrics) - 1) / 2) * width for i in range(len(names))]
@@ -165,13 +165,16 @@ def _draw_series(ax: Any, xs: list[float], mean: list[float], lo: list[float], h
         ax.fill_between(xs, lo, hi, color=colour, alpha=0.18, linewidth=0)
 
 
+BASELINE_DASHES: list[Any] = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]  # one per network's random-init row
+
+
 def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
                  styles: dict[str, tuple[Any, str]] | None = None) -> Figure | None:
     """The curves of one dataset's finished cells (None when there are none); the caller closes it."""
     finished = [r for r in rows if r["dataset"] == dataset and r.get("status") == "finished"]
     runs: dict[str, list[tuple[Path, dict[str, list[tuple[float, float]]]]]] = {}
     for r in finished:
-        if r["method"] != BASELINE:
+        if not is_baseline(r["method"]):
             run_dir = sweep_dir / r["cell"]
             runs.setdefault(r["method"], []).append((run_dir, read_metrics(run_dir / "metrics.csv")))
     if not runs:
@@ -179,7 +182,9 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
     styles = styles or method_styles(runs)
     seeds = {m: len(v) for m, v in runs.items()}
     raw_entropy: set[str] = set()
-    has_baseline = False
+    baseline_rows = sorted({r["method"] for r in finished if is_baseline(r["method"])})
+    dashes = {name: BASELINE_DASHES[i % len(BASELINE_DASHES)] for i, name in enumerate(baseline_rows)}
+    drawn_baselines: set[str] = set()
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8), sharex=True, layout="constrained")
     for ax, (metric, label) in zip(axes, CURVES):
         points = []  # measured points per drawn series
@@ -196,17 +201,17 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
                 colour, marker = styles[method]
                 _draw_series(ax, xs, mean, lo, hi, len(method_runs), colour, marker, method)
                 points.append(len(xs))
-        baseline = []
+        baselines: dict[str, list[float]] = {}  # one dashed line per network's random-init row
         for r in finished:
             value = r.get(metric)
-            if r["method"] == BASELINE and value is not None:
-                shift = _entropy_shift(sweep_dir / r["cell"], BASELINE) if metric == "entropy" else 0.0
+            if is_baseline(r["method"]) and value is not None:
+                shift = _entropy_shift(sweep_dir / r["cell"], r["method"]) if metric == "entropy" else 0.0
                 if shift is not None:
-                    baseline.append(value - shift)
-        if baseline:
-            has_baseline = True
-            ax.axhline(sum(baseline) / len(baseline), color="black", linestyle="--", linewidth=1,
-                       label="random init")
+                    baselines.setdefault(r["method"], []).append(value - shift)
+        for name, values in sorted(baselines.items()):
+            drawn_baselines.add(name)
+            ax.axhline(sum(values) / len(values), color="black", linestyle=dashes[name],
+                       linewidth=1, label=baseline_label(name))
         if metric == "entropy":
             label = ENTROPY_RELATIVE_LABEL + ("\n[raw nats where d is unknown]" if raw_entropy else "")
         ax.set_xlabel("optimizer step")
@@ -217,8 +222,8 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
         f"{m} ({seeds[m]} seed{'s' if seeds[m] > 1 else ''})" + (" [entropy: raw nats, d unknown]"
                                                                   if m in raw_entropy else "")))
         for m in sorted(runs)]
-    if has_baseline:
-        handles.append(Line2D([], [], color="black", linestyle="--", label="random init"))
+    handles += [Line2D([], [], color="black", linestyle=dashes[name], label=baseline_label(name))
+                for name in sorted(drawn_baselines)]
     if any(n > 1 for n in seeds.values()):
         handles.append(Patch(color="gray", alpha=0.3, label=f"band / error bar: {BAND}"))
     fig.legend(handles=handles, loc="outside right center", fontsize=7, frameon=False)
@@ -230,7 +235,7 @@ def curve_figure(sweep_dir: Path, rows: list[dict[str, Any]], dataset: str,
 
 def curve_plots(sweep_dir: Path, rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     paths = []
-    styles = method_styles(r["method"] for r in rows if r["method"] != BASELINE)
+    styles = method_styles(r["method"] for r in rows if not is_baseline(r["method"]))
     for dataset in sorted({r["dataset"] for r in rows}):
         fig = curve_figure(sweep_dir, rows, dataset, styles)
         if fig is None:

@@ -30,7 +30,7 @@ from ..config import read_mapping
 from ..run_dir import OFFLINE_EVAL
 from .cell import FAILED, read_record
 from .run_state import FINISHED, INTERRUPTED, run_state
-from .spec import BASELINE
+from .baseline import baseline_label, is_baseline
 
 LEAD_COLUMNS = ["cell", "method", "dataset", "seed", "status", "backbone", "epochs", "batch_size", "world_size",
                 "global_step", "wall_time_s", "train_images_per_s", "peak_rss_mb", "peak_gpu_mb"]
@@ -240,17 +240,17 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
     agg = aggregate(rows)
     lines = [f"# Results: {sweep_name}", "",
              "Mean +- std over seeds (n = finished seeds). Accuracies in %, on the val split. Bold: the best "
-             "method per accuracy column (the random-init baseline is a reference row, not ranked).", ""]
+             "method per accuracy column (the random-init baselines, one per network, are reference rows, not ranked).", ""]
     left_out = [r for r in rows if r["status"] != "finished"]
     if left_out:
         lines += [f"Left out of the means ({len(left_out)} cell{'s' if len(left_out) > 1 else ''}, see "
                   "\"Not finished\"): " + ", ".join(f"{r['cell']} ({r['status']})" for r in left_out) + ".", ""]
     for dataset, methods in sorted(agg.items()):
-        order = sorted(m for m in methods if m != BASELINE) + ([BASELINE] if BASELINE in methods else [])
+        order = sorted(m for m in methods if not is_baseline(m)) + sorted(m for m in methods if is_baseline(m))
         best = {}
         for col in columns:
             if _is_accuracy(col):
-                scored = [(methods[m][col][0], m) for m in order if m != BASELINE and methods[m].get(col)]
+                scored = [(methods[m][col][0], m) for m in order if not is_baseline(m) and methods[m].get(col)]
                 if scored:
                     best[col] = max(scored)[1]
         lines += [f"## {dataset}", "", "| method | n | " + " | ".join(columns) + " |",
@@ -261,7 +261,7 @@ def markdown(rows: list[dict[str, Any]], sweep_name: str) -> str:
                 stat = methods[method].get(col)
                 text = "" if stat is None else (f"{stat[0]:.2f} +- {stat[1]:.2f}" if stat[2] > 1 else f"{stat[0]:.2f}")
                 cells.append(f"**{text}**" if best.get(col) == method and text else text)
-            label = "random init (baseline)" if method == BASELINE else method
+            label = baseline_label(method) if is_baseline(method) else method
             lines.append(f"| {label} | {methods[method]['n']} | " + " | ".join(cells) + " |")
         lines.append("")
     if left_out:

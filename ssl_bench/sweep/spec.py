@@ -13,7 +13,7 @@ A spec (YAML; ``configs/sweeps/digits-small.yaml`` is a commented example)::
     soft_overrides: {model.proj_dim: 64}   # every cell whose method takes the key
     method_overrides: {byol: {model.lr: 1.0}}
     dataset_overrides: {digits: {data.batch_size: 128}}
-    baseline: true                         # a random-init row per dataset and seed
+    baseline: true                         # a random-init row per dataset, seed and network
     eval: {knn: {k: [10, 20], temperature: [0.07]}, linear: {epochs: 100}, label_fractions: [0.1]}
                                            # or any protocol: {knn: {k: [10, 20]}, my_pkg.mod.MyProtocol: {...}}
     launch: {backend: local, parallel: null, submitit: {...}}
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from typing import Any
 
 from ..config import SECTIONS, init_parameters, load_config, read_yaml_file, resolve_class
 from ..errors import ConfigError, did_you_mean
+from .baseline import baseline_method, is_baseline
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_KEYS = {"name", "dir", "methods", "datasets", "seeds", "config", "fallback_config", "overrides",
@@ -48,7 +50,6 @@ LAUNCH_KEYS = {"backend", "parallel", "submitit", "cell_timeout_s"}
 WANDB_KEYS = {"enabled", "project"}  # enabled: every cell logs to W&B (run.logger, run.wandb_project), and
 # run_sweep logs the report; project: the cells' and publish.build_report's W&B project
 BACKENDS = ("local", "submitit")
-BASELINE = "random_init"
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Cell:
 
     @property
     def is_baseline(self) -> bool:
-        return self.method == BASELINE
+        return is_baseline(self.method)
 
 
 @dataclass
@@ -198,6 +199,18 @@ def _check_sections(raw: dict[str, Any]) -> None:
             if not isinstance(overrides or {}, dict):
                 raise ConfigError(f"sweep spec: {key}.{name} must be a mapping of section.key: value, "
                                   f"got {overrides!r}")
+
+
+def network_key(cfg: dict[str, dict[str, Any]]) -> str:
+    """What a random-init row measures: the untrained feature extractor, set by the backbone and its
+    options, and by the method class where it replaces the backbone (CMC encodes L and ab apart)."""
+    from ..methods import METHODS, BaseMethod
+
+    model = cfg["model"]
+    cls = resolve_class(str(model["name"]), METHODS, BaseMethod, "method")
+    backbone = model.get("backbone", init_parameters(cls)["backbone"].default)
+    own = None if cls.evaluates_registry_backbone else f"{cls.__module__}.{cls.__qualname__}"
+    return json.dumps([backbone, model.get("backbone_kwargs") or {}, own], sort_keys=True, default=str)
 
 
 def _once_each(values: list, key: str) -> None:
@@ -396,7 +409,7 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
     labels: dict[str, str] = {}  # method label -> its methods entry
     origins: dict[str, dict[str, str]] = {}  # cell name -> {overridden key: the spec entry that set it}
     for dataset in datasets:
-        first: dict[str, dict[str, Any]] | None = None
+        networks: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}  # network -> (first method, its config)
         kind = _dataset_kind(raw, dataset, extra_overrides)
         for entry in methods:
             label, base, source = _method_config(entry, kind, raw, path.parent)
@@ -414,13 +427,14 @@ def load_spec(path: str | Path, sweep_dir: str | Path | None = None, methods: li
                 cfg["run"].update(seed=seed, dir=str(out_dir), name=f"{label}-{named}-s{seed}", resume=None)
                 cells.append(Cell(label, named, seed, cfg, source))
                 origins[cells[-1].name] = _origins(raw, label, dataset, extra_overrides)
-                first = first or cfg
-        if raw.get("baseline", True) and first is not None:
+                networks.setdefault(network_key(cfg), (label, cfg))
+        for i, (label, first) in enumerate(networks.values() if raw.get("baseline", True) else []):
+            row = baseline_method(None if i == 0 else label)
             for seed in seeds:
                 cfg = copy.deepcopy(first)
                 named = _dataset_name(cfg, dataset)
-                cfg["run"].update(seed=seed, name=f"{BASELINE}-{named}-s{seed}")
-                cells.append(Cell(BASELINE, named, seed, cfg, f"{first['model'].get('name')} config, untrained"))
+                cfg["run"].update(seed=seed, name=f"{row}-{named}-s{seed}")
+                cells.append(Cell(row, named, seed, cfg, f"{first['model'].get('name')} config, untrained"))
                 origins[cells[-1].name] = origins[first["run"]["name"]]
     names = [c.name for c in cells]
     if len(set(names)) != len(names):

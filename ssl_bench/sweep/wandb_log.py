@@ -42,8 +42,8 @@ from typing import Any, Iterator
 
 from ..config import read_mapping
 from ..run_dir import OFFLINE_EVAL, read_json
+from .baseline import is_baseline_cell
 
-BASELINE_PREFIX = "random_init-"  # spec.BASELINE cells: evaluated untrained, never pretrained
 REPLAYED = "replayed_from_files"
 
 
@@ -70,8 +70,8 @@ def cell_run(sweep_dir: str | Path, cell: str, cfg: dict[str, Any], project: str
     sweep's name), name (the cell), job type, and tags (method, dataset, seed), from its config."""
     sweep_dir = Path(sweep_dir)
     model, data, run = (cfg.get(s) or {} for s in ("model", "data", "run"))
-    baseline = cell.startswith(BASELINE_PREFIX)
-    method = BASELINE_PREFIX[:-1] if baseline else str(model.get("name", cell)).rsplit(".", 1)[-1].lower()
+    baseline = is_baseline_cell(cell)  # evaluated untrained, never pretrained
+    method = "random_init" if baseline else str(model.get("name", cell)).rsplit(".", 1)[-1].lower()
     group = str(_read_json(sweep_dir / "_sweep" / "sweep.json").get("name") or sweep_dir.name)
     tags = [method, str(data.get("name") or data.get("dataset", "")), f"seed{run.get('seed', '')}"]
     return {"id": _run_id(sweep_dir, cell), "project": project or run.get("wandb_project") or "ssl-bench",

@@ -139,3 +139,12 @@ def test_multiblock_masks_ijepa_shapes():
             rows, cols = block // 8, block % 8
             assert len(block) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
     assert context.shape[1] >= 4
+
+
+def test_multiblock_masks_on_a_grid_too_small_for_the_targets_is_a_config_error():
+    """4 targets of 60-70% of a 3x3 grid leave no room for a context: a one-line ConfigError naming
+    the settings to change, not a traceback."""
+    from ssl_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_targets, target_scale"):
+        masking.multiblock_masks(8, (3, 3), _gen(0), target_scale=(0.6, 0.7))

@@ -234,3 +234,21 @@ def test_wall_time_is_the_one_of_the_process_that_ran_the_cell(tmp_path):
     assert rows[stale]["wall_time_s"] == 50.0 and rows[stale]["status"] == "finished"
     assert rows[plain]["wall_time_s"] == pytest.approx(71.0)
     assert rows[killed]["wall_time_s"] == 9.5 and rows[killed]["status"] == "failed"
+
+
+def test_random_init_rows_of_two_networks_are_reported_apart(tmp_path):
+    """Two networks' random-init rows stay two rows (never one mean over different networks), are
+    named after their network's first method, are not ranked, and get a dashed line each."""
+    make_cell(tmp_path, "simclr", 0, curve_rows(knn=40.0), summary={"val_knn_top1": 40.0})
+    make_cell(tmp_path, "random_init", 0, summary={"val_knn_top1": 20.0})
+    make_cell(tmp_path, "random_init_for_mae", 0, summary={"val_knn_top1": 30.0})
+    build_report(tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "| simclr | 1 | **40.00** |" in md
+    assert "| random init (baseline) | 1 | 20.00 |" in md
+    assert "| random init (mae's network) | 1 | 30.00 |" in md
+    _, axes = figure_for(tmp_path)
+    lines = lines_by_label(axes["val_knn_top1"])
+    assert lines["random init (baseline)"].get_ydata()[0] == 20.0
+    assert lines["random init (mae's network)"].get_ydata()[0] == 30.0
+    assert lines["random init (baseline)"].get_linestyle() != lines["random init (mae's network)"].get_linestyle()

@@ -94,3 +94,21 @@ def test_scientific_notation_reaches_the_cells_as_floats(tmp_path, monkeypatch):
     for cell in planned:  # --set is applied last: it wins over simclr's method override (5e-2)
         assert cell.config["model"]["lr"] == 1e-3 and type(cell.config["model"]["lr"]) is float
     assert not (tmp_path / "out").exists()
+
+
+def test_each_network_gets_its_own_random_init_row(tmp_path):
+    """A method is compared with its own network untrained: SimCLR and BYOL share the tiny CNN (one
+    row, ``random_init``); CMC's forward encodes L and ab apart, and MAE's, I-JEPA's and MoCo v3's
+    ViTs differ in patch size, pooled feature or frozen patch projection: a row each, built from the
+    first method's config that uses the network."""
+    path = tmp_path / "mixed.yaml"
+    path.write_text("name: mixed\ndatasets: [digits]\nmethods: [simclr, byol, cmc, mae, ijepa, mocov3]\nseeds: [0, 1]\n"
+                    "config: configs/{dataset}/{method}.yaml\n")
+    baselines = {c.name: c for c in load_spec(path).cells if c.is_baseline}
+    rows = ["random_init", "random_init_for_cmc", "random_init_for_mae", "random_init_for_ijepa",
+            "random_init_for_mocov3"]
+    assert sorted(baselines) == sorted(f"{r}-digits-s{s}" for r in rows for s in (0, 1))
+    for row, method in zip(rows, ["simclr", "cmc", "mae", "ijepa", "mocov3"]):
+        cell = baselines[f"{row}-digits-s1"]
+        assert cell.config["model"]["name"] == method and cell.config["run"]["seed"] == 1
+        assert cell.method == row

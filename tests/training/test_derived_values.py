@@ -115,3 +115,61 @@ def test_order_seed_is_not_a_data_key(repo, tmp_path, capsys):
     assert main(["pretrain", "--config", str(repo / "configs/digits/simclr.yaml"), "--data.order_seed", "3",
                  "--run.dir", str(tmp_path)]) == 2
     assert "run.seed" in capsys.readouterr().err
+
+
+class ScheduleRecorder(pl.Callback):
+    """What each optimiser step and EMA update use: the lr and weight decay in the optimiser's groups
+    just before the step, and the EMA coefficient implied by the teacher's change
+    (t_new = tau t_old + (1 - tau) s  =>  tau = (t_new - s) / (t_old - s))."""
+
+    def __init__(self) -> None:
+        self.lr: list[float] = []
+        self.decay: list[float] = []
+        self.no_decay: list[float] = []
+        self.tau: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        decayed, excluded = optimizer.param_groups[0], optimizer.param_groups[1]
+        self.lr.append(decayed["lr"])
+        self.decay.append(decayed["weight_decay"])
+        self.no_decay.append(excluded["weight_decay"])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # before the module's EMA hook
+        online, teacher = pl_module.momentum_pairs[0]
+        self._pair = (next(online.parameters()).detach().clone(), next(teacher.parameters()).detach().clone())
+        self._teacher = next(teacher.parameters())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if hasattr(self, "_pair"):
+            s, t_old = self._pair
+            i = (t_old - s).abs().argmax()
+            self.tau.append(float(((self._teacher.detach() - s).flatten()[i] / (t_old - s).flatten()[i])))
+
+
+def test_warmup_start_weight_decay_ramp_and_linear_ema_reach_the_optimiser(repo, tmp_path):
+    """I-JEPA's schedules (Assran et al. 2023, Appendix C) as the optimiser and the EMA see them:
+    warm-up from 0.1 of the peak lr, weight decay 0.04 -> 0.4 by a half-cosine on the decayed group
+    only, and an EMA coefficient rising linearly (equal increments) from base_tau."""
+    steps = 12
+    cfg = apply_overrides(load_config(repo / "configs/digits/byol.yaml"),
+                          ["--model.optimizer", "adamw", "--model.lr", "1e-3", "--model.reference_batch_size", "128",
+                           "--model.warmup_epochs", "0.5", "--model.warmup_start_factor", "0.1",
+                           "--model.weight_decay", "0.04", "--model.final_weight_decay", "0.4",
+                           "--model.base_tau", "0.9", "--model.final_tau", "1.0", "--model.tau_schedule", "linear",
+                           "--trainer.max_steps", str(steps), "--run.dir", str(tmp_path), *QUIET])
+    rec = ScheduleRecorder()
+    cfg["trainer"]["callbacks"] = [rec]
+    summary = pretrain(cfg)
+    warmup = summary["derived"]["warmup_steps"]
+    assert summary["derived"]["total_steps"] == steps and 2 <= warmup < steps - 2
+    assert len(rec.lr) == steps
+    assert rec.lr[0] == pytest.approx(1e-3 * (0.1 + 0.9 / warmup))  # starts near 0.1 of the peak, not near 0
+    assert rec.lr[warmup - 1] == pytest.approx(1e-3) and all(a < b for a, b in zip(rec.lr[:warmup], rec.lr[1:warmup]))
+    assert rec.decay[0] == pytest.approx(0.04)
+    assert rec.decay[steps // 2] == pytest.approx(0.22)  # half-way up a half-cosine: the midpoint
+    assert all(a < b for a, b in zip(rec.decay, rec.decay[1:])) and rec.decay[-1] < 0.4
+    assert rec.decay[-1] == pytest.approx(0.04 + 0.36 * (1 - math.cos(math.pi * (steps - 1) / steps)) / 2)
+    assert rec.no_decay == [0.0] * steps
+    increments = [b - a for a, b in zip(rec.tau, rec.tau[1:])]
+    assert rec.tau[0] == pytest.approx(0.9 + 0.1 / steps, abs=1e-4)  # the EMA after step 1 uses tau(1)
+    assert increments == pytest.approx([0.1 / steps] * len(increments), abs=1e-4)
