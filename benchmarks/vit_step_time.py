@@ -29,7 +29,8 @@ HEADS = {  # heads of configs/cifar10-tiny/<m>.yaml (DINO's at the tiny CNN's se
 }
 MODEL_KEYS = {"proj_hidden_dim", "proj_dim", "proj_layers", "pred_hidden_dim", "temperature", "mask_ratio",
               "decoder_dim", "decoder_depth", "decoder_heads", "pred_dim", "pred_depth", "pred_heads",
-              "num_prototypes", "lambd", "num_slices"}
+              "num_prototypes", "lambd", "num_slices",
+              "bottleneck_dim", "out_dim", "patch_out_dim", "head_batch_norm", "separate_heads"}
 
 
 def build(method: str, vit: dict) -> torch.nn.Module:

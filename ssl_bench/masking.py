@@ -8,7 +8,8 @@ ranks draw different masks). Patches are numbered row-major on an ``(H, W)`` gri
 - :func:`random_masking`: MAE's uniform random masking by ratio (He et al. 2022, Sec. 3), the same
   number of visible patches in every sample;
 - :func:`block_masking`: BEiT / iBOT blockwise masking (Bao et al. 2022, Alg. 1): rectangles of
-  random area and log-uniform aspect ratio until the mask covers the target ratio;
+  random area and log-uniform aspect ratio until the mask covers the target ratio; :func:`ibot_masks`
+  draws a ratio per image and masks only some images (iBOT, DINOv2);
 - :func:`multiblock_masks`: I-JEPA's context and target blocks (Assran et al. 2023, Sec. 3);
 - :func:`gather_tokens` / :func:`restore_tokens`: drop the masked tokens before the encoder, and
   put the kept ones back at their positions among mask tokens (MAE's decoder input).
@@ -110,9 +111,11 @@ def _sides(area: Tensor, aspect: Tensor, grid: tuple[int, int]) -> tuple[Tensor,
     return height, width
 
 
-def sample_blocks(batch: int, grid: tuple[int, int], area: tuple[float, float], aspect: tuple[float, float],
+def sample_blocks(batch: int, grid: tuple[int, int], area: tuple[float, float] | tuple[Tensor, Tensor],
+                  aspect: tuple[float, float],
                   generator: torch.Generator, log_aspect: bool = False, same_size: bool = False) -> Blocks:
-    """One rectangle per sample: area (in patches) uniform in ``area``, aspect ratio (height / width)
+    """One rectangle per sample: area (in patches) uniform in ``area`` (floats, or (batch,) tensors: one
+    range per sample), aspect ratio (height / width)
     uniform in ``aspect`` (log-uniform with ``log_aspect``, as BEiT), position uniform over the places
     where it fits. ``same_size``: one size for the whole batch (I-JEPA's collator), positions per sample."""
     n_sizes = 1 if same_size else batch
@@ -131,25 +134,42 @@ def sample_blocks(batch: int, grid: tuple[int, int], area: tuple[float, float], 
     return Blocks(top, left, height, width)
 
 
-def block_masking(batch: int, grid: tuple[int, int], ratio: float, generator: torch.Generator,
+def block_masking(batch: int, grid: tuple[int, int], ratio: float | Tensor, generator: torch.Generator,
                   min_block: int = 4, aspect: tuple[float, float] = (0.3, 1 / 0.3), candidates: int | None = None) -> Tensor:
     """BEiT's blockwise masking (Bao et al. 2022, Algorithm 1; iBOT uses it with ratios 0.1-0.5): add
     rectangles of area uniform in ``[min_block, ratio * N]`` patches and log-uniform aspect ratio in
     ``aspect`` until at least ``ratio * N`` patches are masked. Batched: every sample draws
     ``candidates`` rectangles at once and keeps the shortest prefix whose union reaches the target
     (Algorithm 1 adds one at a time; the result has the same law without its per-block cap on the
-    remaining area). Returns (B, N) bool, True = masked."""
+    remaining area). ``ratio``: one for the batch, or (B,) one per sample (iBOT); a sample whose
+    target rounds to 0 patches is left unmasked. Returns (B, N) bool, True = masked."""
     n = grid[0] * grid[1]
-    target = int(round(ratio * n))
-    if target == 0:
-        return torch.zeros(batch, n, dtype=torch.bool, device=generator.device)
-    min_block = min(min_block, target)
-    k = candidates or max(4, 4 * math.ceil(target / min_block))
-    blocks = sample_blocks(batch * k, grid, (float(min_block), float(target)), aspect, generator, log_aspect=True)
+    device = generator.device
+    target = torch.round(torch.as_tensor(ratio, dtype=torch.float32, device=device).expand(batch) * n).long()
+    t_max = int(target.max()) if batch else 0
+    if t_max == 0:
+        return torch.zeros(batch, n, dtype=torch.bool, device=device)
+    low = target.clamp(max=min_block)
+    k = candidates or max(4, 4 * math.ceil(t_max / min(min_block, t_max)))  # enough blocks for the largest target
+    area = (low.float().repeat_interleave(k), target.float().repeat_interleave(k))
+    blocks = sample_blocks(batch * k, grid, area, aspect, generator, log_aspect=True)
     union = blocks.mask(grid).reshape(batch, k, n).cummax(dim=1).values  # union of the first j+1 blocks
-    reached = union.sum(-1) >= target                                     # (B, k)
+    reached = union.sum(-1) >= target[:, None]                            # (B, k)
     first = torch.where(reached.any(1), reached.float().argmax(1), torch.full_like(reached[:, 0], k - 1, dtype=torch.long))
-    return union[torch.arange(batch, device=union.device), first]
+    return union[torch.arange(batch, device=union.device), first] & (target > 0)[:, None]
+
+
+def ibot_masks(batch: int, grid: tuple[int, int], generator: torch.Generator, ratio: tuple[float, float] = (0.1, 0.5),
+               prob: float = 0.5, min_block: int = 4) -> Tensor:
+    """iBOT's student masks (Zhou et al. 2022, Sec. 3.3 and Appendix; DINOv2 keeps them): each image is
+    masked with probability ``prob`` (0.5); a masked image draws its ratio uniformly in ``ratio``
+    ((0.1, 0.5)) and gets BEiT's block mask of that ratio (:func:`block_masking`), the others none.
+    Returns (B, N) bool, True = masked."""
+    if not 0.0 <= ratio[0] <= ratio[1] < 1.0 or not 0.0 <= prob <= 1.0:
+        raise ValueError(f"ibot_masks: need 0 <= ratio[0] <= ratio[1] < 1 and prob in [0, 1], got {ratio}, {prob}")
+    u = _rand((2, batch), generator)
+    r = ratio[0] + (ratio[1] - ratio[0]) * u[1]
+    return block_masking(batch, grid, torch.where(u[0] < prob, r, torch.zeros_like(r)), generator, min_block)
 
 
 def multiblock_masks(batch: int, grid: tuple[int, int], generator: torch.Generator, num_targets: int = 4,

@@ -29,7 +29,9 @@ class PatchViT(nn.Module):
       collapse monitor see (equal to timm's own ``model(images)`` with ``num_classes=0``), or with
       ``feature="mean"`` the mean of the patch tokens;
     - ``tokens(images, keep=None)`` -> ((B, D) [CLS], (B, n, D) patch tokens), where ``keep``
-      (B, n) are the patch indices to encode (positions embedded first, then the others dropped).
+      (B, n) are the patch indices to encode (positions embedded first, then the others dropped);
+      ``tokens(images, mask=m, mask_token=t)`` encodes every patch, the masked ones as the
+      (caller's, learnable) token ``t`` (iBOT's masked image modelling).
     """
 
     def __init__(self, vit: nn.Module, freeze_patch_embed: bool = False, feature: str = "cls") -> None:
@@ -57,12 +59,18 @@ class PatchViT(nn.Module):
         """Patches per column and per row of ``images`` (B, C, H, W)."""
         return images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
 
-    def embed(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Patch embeddings with their positions added, (B, N, D), and the [CLS] token with its own, (B, 1, D)."""
+    def embed(self, images: Tensor, mask: Tensor | None = None, mask_token: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Patch embeddings with their positions added, (B, N, D), and the [CLS] token with its own, (B, 1, D).
+        With ``mask`` (B, N) bool, the embeddings of the masked patches are replaced by ``mask_token`` (D,)
+        before the positions are added (iBOT / BEiT / SimMIM: masked patches stay in the sequence)."""
         vit = self.vit
         x = vit.patch_embed(images)
         h, w = self.grid_size(images)
         x = x.reshape(x.shape[0], h * w, x.shape[-1])
+        if (mask is None) != (mask_token is None):
+            raise ValueError("PatchViT.embed: give both mask and mask_token, or neither")
+        if mask is not None:
+            x = torch.where(mask.unsqueeze(-1), mask_token.to(x.dtype).reshape(1, 1, -1), x)
         pos = vit.pos_embed
         if (h, w) != tuple(vit.patch_embed.grid_size):
             from timm.layers import resample_abs_pos_embed
@@ -83,9 +91,11 @@ class PatchViT(nn.Module):
         x = vit.norm(vit.blocks(x))
         return x[:, 0], x[:, 1:]
 
-    def tokens(self, images: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """[CLS] feature (B, D) and patch tokens (B, n, D) of the patches ``keep`` (B, n) (all if None)."""
-        patches, cls = self.embed(images)
+    def tokens(self, images: Tensor, keep: Tensor | None = None, mask: Tensor | None = None,
+               mask_token: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """[CLS] feature (B, D) and patch tokens (B, n, D) of the patches ``keep`` (B, n) (all if None);
+        ``mask`` / ``mask_token``: see ``embed``."""
+        patches, cls = self.embed(images, mask, mask_token)
         if keep is not None:
             patches = gather_tokens(patches, keep)
         return self.encode(patches, cls)

@@ -10,7 +10,9 @@
   (ReSSL), :func:`vicreg_loss` and its three terms (VICReg), :func:`wmse_loss` with :func:`whiten` (W-MSE);
 - SCAN: :func:`scan_loss` (= :func:`scan_consistency` - w * :func:`mean_assignment_entropy`),
   :func:`self_label_loss`.
-- masked images: :func:`mae_loss` with :func:`patchify` (MAE), :func:`ijepa_loss` (I-JEPA).
+- masked images: :func:`mae_loss` with :func:`patchify` (MAE), :func:`ijepa_loss` (I-JEPA);
+  :func:`self_distillation_loss`, :func:`ibot_patch_loss`, :func:`centered_softmax` (iBOT, DINOv2) and
+  :func:`koleo_loss` (DINOv2).
 - PAWS: :func:`paws_loss`, :func:`snn_predict`, :func:`sharpen`, :func:`me_max`, :func:`smooth_one_hot`.
 - MSN: :func:`msn_loss`, :func:`prototype_logits`, :func:`msn_targets`.
 - LeJEPA: :func:`lejepa_loss` (= :func:`lejepa_prediction_loss` + :func:`sigreg` of :func:`epps_pulley`),
@@ -22,6 +24,7 @@ from ssl_bench.losses.contrastive import nt_xent
 from ssl_bench.losses.cosine import byol_loss, simsiam_loss
 from ssl_bench.losses.deepcluster import deepcluster_loss
 from ssl_bench.losses.dino import batch_center, dino_loss, ema_center
+from ssl_bench.losses.ibot import centered_softmax, ibot_patch_loss, koleo_loss, self_distillation_loss
 from ssl_bench.losses.infomin import infomin_loss
 from ssl_bench.losses.infonce import batch_infonce, infonce, mocov3_loss
 from ssl_bench.losses.lejepa import (
@@ -42,7 +45,8 @@ from ssl_bench.losses.vicreg import covariance_loss, invariance_loss, variance_l
 from ssl_bench.losses.wmse import whiten, wmse_loss
 
 __all__ = ["nt_xent", "byol_loss", "simsiam_loss", "barlow_twins_loss", "infonce", "infomin_loss", "batch_infonce",
-           "mocov3_loss", "mae_loss", "patchify", "ijepa_loss", "cmc_loss",
+           "mocov3_loss", "mae_loss", "patchify", "ijepa_loss", "self_distillation_loss", "ibot_patch_loss",
+           "centered_softmax", "koleo_loss", "cmc_loss",
            "cmc_view_pairs", "sinkhorn", "swav_loss", "deepcluster_loss", "dino_loss", "batch_center",
            "ema_center", "ressl_loss", "vicreg_loss", "invariance_loss", "variance_loss",
            "covariance_loss", "wmse_loss", "whiten", "scan_loss", "scan_consistency", "mean_assignment_entropy",

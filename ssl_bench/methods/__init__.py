@@ -5,6 +5,8 @@ from .byol import BYOL
 from .cmc import CMC
 from .deepcluster import DeepClusterV2
 from .dino import DINO
+from .dinov2 import DINOv2
+from .ibot import IBOT
 from .ijepa import IJEPA
 from .infomin import InfoMin
 from .lejepa import LeJEPA
@@ -43,6 +45,8 @@ METHODS: dict[str, type[BaseMethod]] = {
     "ijepa": IJEPA,
     "msn": MSN,
     "lejepa": LeJEPA,
+    "ibot": IBOT,
+    "dinov2": DINOv2,
 }
 
 __all__ = ["BaseMethod", "BaseMomentumMethod", "ema_update_", "METHODS", *[c.__name__ for c in METHODS.values()]]
