@@ -5,11 +5,13 @@ label term (Eq. 7), then train the contrastive encoders of ``reverse_u.py`` on t
 (the flow frozen) and compare with the fixed Lab split (L vs ab) at the same contrastive budget,
 over seeds.
 
-View learning: ``--view-epochs`` epochs of ``adversarial_step`` on the training subset (flip + padded
-crop), critic = the two view encoders (tiny_cnn, width 8, 64-d head), Adam lr 1e-3 for the critic
-and the generator; semi-supervised: two small classifiers on the views, trained with the generator
-on the training subset's labels (all of them: the same images are the k-NN bank and the probe's
-training set), ``label_weight`` 1. The flow's input is the CIFAR-normalised RGB image; its views are
+View learning: ``--view-epochs`` (30) epochs on the training subset (flip + padded crop); every batch
+updates the critic (the two view encoders: tiny_cnn, width 8, 64-d head; Adam lr 1e-3), every 5th
+batch also the generator (Adam lr 2e-4), none in the first 2 epochs (``--critic-steps``,
+``--critic-warmup-epochs``): with one critic step per generator step and 3 epochs the critic never
+learned to read the views and the generator only fooled it. Semi-supervised: two small classifiers on
+the views (lr 1e-3), trained with the generator on the training subset's labels (all of them: the same
+images are the k-NN bank and the probe's training set), ``label_weight`` 1. The flow's input is the CIFAR-normalised RGB image; its views are
 standardised like the fixed splits'. The contrastive stage and the evaluation are ``reverse_u.py``'s.
 
     OMP_NUM_THREADS=1 python benchmarks/infomin/learned_views.py --out benchmarks/infomin/out_learned
@@ -93,14 +95,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--test", type=int, default=2048)
-    ap.add_argument("--view-epochs", type=int, default=3)
+    ap.add_argument("--view-epochs", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--critic-steps", type=int, default=1, help="critic updates (fresh batches) per generator update")
-    ap.add_argument("--critic-warmup-epochs", type=int, default=0)
+    ap.add_argument("--critic-steps", type=int, default=5, help="critic updates (fresh batches) per generator update")
+    ap.add_argument("--critic-warmup-epochs", type=int, default=2)
     ap.add_argument("--critic-lr", type=float, default=1e-3)
-    ap.add_argument("--generator-lr", type=float, default=1e-3)
+    ap.add_argument("--generator-lr", type=float, default=2e-4)
     ap.add_argument("--classifier-lr", type=float, default=1e-3)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
