@@ -74,6 +74,34 @@ def straight_and_resumed(config, tmp_path: Path) -> tuple[dict, dict, dict]:
             load_ckpt(tmp_path / "resumed/r/checkpoints/last.ckpt"), first)
 
 
+def digits_resume_is_exact(method: str, tmp_path: Path) -> tuple[dict, dict]:
+    """``configs/digits/<method>.yaml`` on 256 images (batch 64, no probe, k-NN or monitor) for 2
+    epochs straight, and stopped after epoch 1 then resumed: asserts both end at step 8 with the
+    same state dict and AdamW moments, bit for bit, and returns (the final state dict, the state dict at epoch 1) for
+    the caller's checks of what moved."""
+    from ssl_bench.config import apply_overrides, load_config
+
+    fast = ["--data.train_subset", "256", "--data.batch_size", "64", "--model.knn", "false",
+            "--model.linear_probe", "false", "--model.collapse_monitor", "false"]
+
+    def config(run_dir: Path, *more: str) -> dict:
+        return apply_overrides(load_config(REPO / f"configs/digits/{method}.yaml"),
+                               ["--run.dir", str(run_dir), "--run.name", "r", "--trainer.max_epochs", "2",
+                                "--trainer.deterministic", "true", *QUIET, *fast, *more])
+
+    straight, resumed, first = straight_and_resumed(config, tmp_path)
+    assert resumed["global_step"] == straight["global_step"] == 8
+    state = straight["state_dict"]
+    assert set(resumed["state_dict"]) == set(state)
+    for name, value in state.items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=0, msg=name)
+    opt_a, opt_b = straight["optimizer_states"][0]["state"], resumed["optimizer_states"][0]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for i in opt_a:  # AdamW's moments
+        torch.testing.assert_close(opt_b[i]["exp_avg"], opt_a[i]["exp_avg"], rtol=0, atol=0)
+    return state, first
+
+
 def write_spec(folder: Path, name: str, **fields: Any) -> Path:
     """A sweep spec ``folder/<name>.yaml`` on digits, one quiet epoch per cell, no random-init
     baseline; ``fields`` add or replace spec keys."""

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ddp_harness import run_on_ranks
 from ssl_bench import distributed, losses
