@@ -12,6 +12,14 @@ from .heads import DINOHead
 from .momentum import BaseMomentumMethod
 
 
+def warmed_up(epoch: int, epochs: int, start: float, end: float) -> float:
+    """Linear per-epoch warm-up from ``start`` to ``end`` over ``epochs`` epochs, then ``end`` (the
+    official ``np.linspace`` teacher-temperature schedule of DINO and iBOT)."""
+    if epoch >= epochs:
+        return end
+    return start + (epoch / (epochs - 1) if epochs > 1 else 1.0) * (end - start)
+
+
 class DINO(BaseMomentumMethod):
     """Self-distillation with no labels (Caron et al. 2021, "Emerging Properties in Self-Supervised
     Vision Transformers"), Algorithm 1:
@@ -48,11 +56,7 @@ class DINO(BaseMomentumMethod):
         """Linear warm-up over the first epochs, then constant (``np.linspace`` per epoch, as the
         official code)."""
         hp = self.hparams
-        n, epoch = hp.warmup_teacher_temp_epochs, self.current_epoch
-        if epoch >= n:
-            return hp.teacher_temp
-        frac = epoch / (n - 1) if n > 1 else 1.0
-        return hp.warmup_teacher_temp + frac * (hp.teacher_temp - hp.warmup_teacher_temp)
+        return warmed_up(self.current_epoch, hp.warmup_teacher_temp_epochs, hp.warmup_teacher_temp, hp.teacher_temp)
 
     def ssl_loss(self, feats: list[Tensor], teacher_feats: list[Tensor]) -> dict[str, Any]:
         hp = self.hparams

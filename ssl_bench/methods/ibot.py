@@ -8,18 +8,10 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..masking import ibot_masks
-from .dino import DINO
+from .dino import DINO, warmed_up
 from .er import ERInputs
 from .heads import DINOHead
 from .vit_heads import MaskSeed, patch_vit
-
-
-def warmed_up(epoch: int, epochs: int, start: float, end: float) -> float:
-    """Linear per-epoch warm-up from ``start`` to ``end`` over ``epochs`` epochs, then ``end`` (the
-    official ``np.linspace`` teacher-temperature schedule of DINO and iBOT)."""
-    if epoch >= epochs:
-        return end
-    return start + (epoch / (epochs - 1) if epochs > 1 else 1.0) * (end - start)
 
 
 class IBOT(DINO):
