@@ -40,14 +40,14 @@ from ssl_bench.losses.msn import msn_loss, msn_targets, prototype_logits
 from ssl_bench.losses.paws import me_max, paws_loss, sharpen, smooth_one_hot, snn_predict
 from ssl_bench.losses.ressl import ressl_loss
 from ssl_bench.losses.scan import mean_assignment_entropy, scan_consistency, scan_loss, self_label_loss
-from ssl_bench.losses.swav import sinkhorn, swav_loss
+from ssl_bench.losses.swav import sinkhorn, sinkhorn_knopp, swav_loss
 from ssl_bench.losses.vicreg import covariance_loss, invariance_loss, variance_loss, vicreg_loss
 from ssl_bench.losses.wmse import whiten, wmse_loss
 
 __all__ = ["nt_xent", "byol_loss", "simsiam_loss", "barlow_twins_loss", "infonce", "infomin_loss", "batch_infonce",
            "mocov3_loss", "mae_loss", "patchify", "ijepa_loss", "self_distillation_loss", "ibot_patch_loss",
            "centered_softmax", "koleo_loss", "cmc_loss",
-           "cmc_view_pairs", "sinkhorn", "swav_loss", "deepcluster_loss", "dino_loss", "batch_center",
+           "cmc_view_pairs", "sinkhorn", "sinkhorn_knopp", "swav_loss", "deepcluster_loss", "dino_loss", "batch_center",
            "ema_center", "ressl_loss", "vicreg_loss", "invariance_loss", "variance_loss",
            "covariance_loss", "wmse_loss", "whiten", "scan_loss", "scan_consistency", "mean_assignment_entropy",
            "self_label_loss", "paws_loss", "snn_predict", "sharpen", "me_max", "smooth_one_hot",

@@ -10,7 +10,10 @@ view's z+ (unmasked, EMA target encoder) are compared with K learnable prototype
 
 the second term being the mean-entropy maximisation (ME-MAX) regulariser, lambda = 1, with the mean
 over the anchors of the global batch (every anchor view of every image on every rank). The official
-code adds the constant log K to the ME-MAX term (it is then >= 0); it is left out here.
+code adds the constant log K to the ME-MAX term (it is then >= 0); it is left out here. The official
+code can also balance the sharpened targets by Sinkhorn-Knopp over the global batch
+(``use_sinkhorn``, on in its released config; not in the paper's equations): ``msn_targets(...,
+use_sinkhorn=True)``.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_bench.losses.paws import me_max, sharpen
+from ssl_bench.losses.swav import sinkhorn_knopp
 
 
 def prototype_logits(z: Tensor, prototypes: Tensor, temperature: float = 0.1) -> Tensor:
@@ -31,9 +35,15 @@ def prototype_logits(z: Tensor, prototypes: Tensor, temperature: float = 0.1) ->
 
 
 @torch.no_grad()
-def msn_targets(target_logits: Tensor, sharpen_temperature: float = 0.25) -> Tensor:
-    """Eq. 2: the target view's prototype softmax, sharpened with ``T`` (no gradient)."""
-    return sharpen(torch.softmax(target_logits.float(), dim=-1), sharpen_temperature)
+def msn_targets(target_logits: Tensor, sharpen_temperature: float = 0.25, use_sinkhorn: bool = False,
+                sinkhorn_iterations: int = 3) -> Tensor:
+    """Eq. 2: the target view's prototype softmax, sharpened with ``T`` (no gradient). With
+    ``use_sinkhorn`` the sharpened targets are then balanced over the prototypes by Sinkhorn-Knopp
+    (3 iterations) over the GLOBAL batch (sums over samples all-reduced across ranks), as the official
+    code's ``distributed_sinkhorn`` (``use_sinkhorn: true`` in its released ViT-S/16 config): each
+    target still sums to 1, and the prototypes receive near-equal total mass."""
+    targets = sharpen(torch.softmax(target_logits.float(), dim=-1), sharpen_temperature)
+    return sinkhorn_knopp(targets, sinkhorn_iterations) if use_sinkhorn else targets
 
 
 def msn_loss(anchor_logits: list[Tensor], targets: Tensor, mean_anchor_probs: Tensor | None = None,

@@ -27,7 +27,22 @@ def sinkhorn(scores: Tensor, epsilon: float = 0.05, iterations: int = 3) -> Tens
     if epsilon <= 0 or iterations < 1:
         raise ValueError(f"sinkhorn: need epsilon > 0 and iterations >= 1, got {epsilon}, {iterations}")
     with torch.autocast(device_type=scores.device.type, enabled=False):
-        q = torch.exp(scores.float() / epsilon).T  # (K, B_local)
+        return sinkhorn_knopp(torch.exp(scores.float() / epsilon), iterations)
+
+
+@torch.no_grad()
+def sinkhorn_knopp(weights: Tensor, iterations: int = 3) -> Tensor:
+    """The Sinkhorn-Knopp iterations of :func:`sinkhorn` on non-negative ``weights`` (B, K) (SwAV's
+    ``exp(scores / epsilon)``; MSN's sharpened target probabilities, its official
+    ``distributed_sinkhorn``): the total is normalised to 1, then ``iterations`` times the K
+    prototype sums are scaled to 1/K each and the B sample sums to 1/B each, B and every sum over
+    samples global (all-reduced across ranks). Returns ``B * Q`` (B, K): rows sum to 1, the columns
+    share the mass equally up to the finite number of iterations. float32, autocast off, no gradient.
+    """
+    if iterations < 1:
+        raise ValueError(f"sinkhorn_knopp: need iterations >= 1, got {iterations}")
+    with torch.autocast(device_type=weights.device.type, enabled=False):
+        q = weights.float().T  # (K, B_local)
         k = q.shape[0]
         b = all_reduce_sum(torch.tensor(float(q.shape[1]), device=q.device))
         q = q / all_reduce_sum(q.sum())

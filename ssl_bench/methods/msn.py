@@ -30,8 +30,13 @@ class MSN(BaseMomentumMethod):
     0.15 for ViT-S/16 (larger for larger ViTs), projection head 3 layers (hidden 2048, BN, GELU)
     to 256, K = 1024 prototypes, tau = 0.1, T = 0.25, lambda = 1, EMA 0.996 -> 1 (linear), AdamW lr
     1e-3 per 1024 images with 15 warm-up epochs, weight decay 0.04 -> 0.4 (``final_weight_decay``),
-    [CLS] token as the representation. Not here: the official code's optional Sinkhorn
-    normalisation of the targets (a code option; we are unsure of its default in the released configs).
+    [CLS] token as the representation.
+
+    ``use_sinkhorn`` (default True): the official code's Sinkhorn-Knopp balancing of the sharpened
+    targets over the global batch (3 iterations, its ``distributed_sinkhorn``). It is not in the
+    paper's equations; the official code's loss defaults it off, but its released pretraining config
+    (configs/pretrain/msn_vits16.yaml, the one config we have seen) sets ``use_sinkhorn: true``, so we
+    take it as the official default (whether every paper run used it is not stated).
 
     The online linear probe and the collapse monitor see the masked anchor's features (as I-JEPA's
     context): the k-NN and evaluation use unmasked images.
@@ -46,7 +51,7 @@ class MSN(BaseMomentumMethod):
     def __init__(self, proj_hidden_dim: int = 2048, proj_dim: int = 256, proj_layers: int = 3,
                  num_prototypes: int = 1024, temperature: float = 0.1, sharpen_temperature: float = 0.25,
                  me_max_weight: float = 1.0, mask_ratio: float = 0.15, base_tau: float = 0.996,
-                 tau_schedule: str = "linear", **base: Any) -> None:
+                 tau_schedule: str = "linear", use_sinkhorn: bool = True, **base: Any) -> None:
         super().__init__(base_tau=base_tau, tau_schedule=tau_schedule, **base)
         patch_vit(self.backbone, "MSN")
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=proj_layers,
@@ -72,7 +77,7 @@ class MSN(BaseMomentumMethod):
         with torch.no_grad():
             target_z = self.teacher_projector(self.teacher_forward(views[0]))
             targets = losses.msn_targets(losses.prototype_logits(target_z, self.prototypes, hp.temperature),
-                                         hp.sharpen_temperature)
+                                         hp.sharpen_temperature, use_sinkhorn=hp.use_sinkhorn)
         feats = self.anchor_features(views)
         z = list(self.projector(torch.cat(feats)).split([f.shape[0] for f in feats]))  # one BatchNorm batch, as the official head
         logits = [losses.prototype_logits(zi, self.prototypes, hp.temperature) for zi in z]
