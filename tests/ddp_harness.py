@@ -56,3 +56,27 @@ def assert_ranks_match(single: dict[str, tuple[torch.Tensor, dict[str, torch.Ten
             assert rank_grads.keys() == grads.keys()
             for pname, g in grads.items():
                 torch.testing.assert_close(rank_grads[pname], g, rtol=1e-4, atol=1e-4 * scale, msg=f"{name} {pname}")
+
+
+def freeze_batchnorm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Train mode with every BatchNorm in eval mode (running statistics, the same on any split of the
+    batch), so 1 and 2 processes compute the same function."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
+
+
+def loss_and_mean_grads(loss: torch.Tensor, model: torch.nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Backward ``loss``; return it and the parameters' gradients, averaged over ranks when there are
+    several (what DDP optimises and applies)."""
+    loss.backward()
+    loss = loss.detach()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if world > 1:
+        for t in [loss, *grads.values()]:
+            dist.all_reduce(t)
+            t /= world
+    return loss, grads

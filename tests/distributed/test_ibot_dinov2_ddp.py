@@ -11,9 +11,8 @@ from __future__ import annotations
 from unittest import mock
 
 import torch
-import torch.distributed as dist
 
-from ddp_harness import assert_ranks_match, run_on_ranks
+from ddp_harness import assert_ranks_match, loss_and_mean_grads, run_on_ranks
 from ssl_bench import distributed, masking
 from ssl_bench.methods import DINOv2, IBOT
 
@@ -42,14 +41,7 @@ def _run(name: str, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, 
     model.train()
     with mock.patch("ssl_bench.methods.ibot.ibot_masks", _global_masks):
         _, out = model.compute_ssl_loss([_my_half(v) for v in views])
-    loss = out["loss"]
-    loss.backward()
-    loss = loss.detach()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    if distributed.world_size() > 1:  # what DDP optimises and applies: the mean over ranks
-        for t in [loss, *grads.values()]:
-            dist.all_reduce(t)
-            t /= distributed.world_size()
+    loss, grads = loss_and_mean_grads(out["loss"], model)
     grads["center (buffer)"] = model.center.clone()
     grads["patch_center (buffer)"] = model.patch_center.clone()
     return loss, grads

@@ -10,10 +10,8 @@ from __future__ import annotations
 from unittest import mock
 
 import torch
-import torch.distributed as dist
-from torch import nn
 
-from ddp_harness import assert_ranks_match, run_on_ranks
+from ddp_harness import assert_ranks_match, freeze_batchnorm_statistics, loss_and_mean_grads, run_on_ranks
 from ssl_bench import distributed, masking
 from ssl_bench.methods import IJEPA, MAE, MoCoV3
 
@@ -43,22 +41,11 @@ def _global_multiblock(batch, grid, generator, *args):
 def _loss_and_grads(name: str, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     torch.manual_seed(0)  # identical initial weights on every rank
     model = BUILD[name]()
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-    w = distributed.world_size()
+    freeze_batchnorm_statistics(model)
     with mock.patch("ssl_bench.methods.mae.random_masking", _global_random_masking), \
             mock.patch("ssl_bench.methods.ijepa.multiblock_masks", _global_multiblock):
         _, out = model.compute_ssl_loss([_my_half(v) for v in views])
-    loss = out["loss"]
-    loss.backward()
-    loss = loss.detach()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    if w > 1:  # what DDP optimises and applies: the mean over ranks
-        for t in [loss, *grads.values()]:
-            dist.all_reduce(t)
-            t /= w
+    loss, grads = loss_and_mean_grads(out["loss"], model)
     return loss, grads
 
 
