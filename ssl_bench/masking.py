@@ -8,7 +8,7 @@ ranks draw different masks). Patches are numbered row-major on an ``(H, W)`` gri
 - :func:`random_masking`: MAE's uniform random masking by ratio (He et al. 2022, Sec. 3), the same
   number of visible patches in every sample;
 - :func:`block_masking`: BEiT / iBOT blockwise masking (Bao et al. 2022, Alg. 1): rectangles of
-  random area and log-uniform aspect ratio until the mask covers the target ratio; :func:`ibot_masks`
+  random area and log-uniform aspect ratio, each capped by what is left to mask, up to the target ratio; :func:`ibot_masks`
   draws a ratio per image and masks only some images (iBOT, DINOv2);
 - :func:`multiblock_masks`: I-JEPA's context and target blocks (Assran et al. 2023, Sec. 3);
 - :func:`gather_tokens` / :func:`restore_tokens`: drop the masked tokens before the encoder, and
@@ -135,28 +135,49 @@ def sample_blocks(batch: int, grid: tuple[int, int], area: tuple[float, float] |
 
 
 def block_masking(batch: int, grid: tuple[int, int], ratio: float | Tensor, generator: torch.Generator,
-                  min_block: int = 4, aspect: tuple[float, float] = (0.3, 1 / 0.3), candidates: int | None = None) -> Tensor:
-    """BEiT's blockwise masking (Bao et al. 2022, Algorithm 1; iBOT uses it with ratios 0.1-0.5): add
-    rectangles of area uniform in ``[min_block, ratio * N]`` patches and log-uniform aspect ratio in
-    ``aspect`` until at least ``ratio * N`` patches are masked. Batched: every sample draws
-    ``candidates`` rectangles at once and keeps the shortest prefix whose union reaches the target
-    (Algorithm 1 adds one at a time; the result has the same law without its per-block cap on the
-    remaining area). ``ratio``: one for the batch, or (B,) one per sample (iBOT); a sample whose
-    target rounds to 0 patches is left unmasked. Returns (B, N) bool, True = masked."""
-    n = grid[0] * grid[1]
+                  min_block: int = 4, aspect: tuple[float, float] = (0.3, 1 / 0.3), tries: int = 10) -> Tensor:
+    """BEiT's blockwise masking (Bao et al. 2022, Algorithm 1; iBOT and DINOv2 use it with ratios
+    0.1-0.5). Each sample masks ``t = round(ratio * N)`` patches by adding rectangles one at a time:
+    with ``r`` patches still to mask, a rectangle has area uniform in ``[min_block, r]`` and aspect
+    ratio log-uniform in ``aspect``, must be smaller than the grid on both sides, and is kept only if
+    it masks between 1 and ``r`` new patches; after ``tries`` rejected rectangles in a row the sample
+    stops (the official generator's rule, so a few samples end a little short of ``t``; none exceed it).
+
+    Batched: each round draws ``tries`` rectangles for every unfinished sample at once and keeps the
+    first acceptable one, which has the law of drawing them one after another (the mask does not change
+    between rejected tries). ``ratio``: one for the batch, or (B,) one per sample (iBOT); a sample whose
+    target rounds to 0 is left unmasked. Returns (B, N) bool, True = masked."""
+    height, width = grid
     device = generator.device
-    target = torch.round(torch.as_tensor(ratio, dtype=torch.float32, device=device).expand(batch) * n).long()
-    t_max = int(target.max()) if batch else 0
-    if t_max == 0:
-        return torch.zeros(batch, n, dtype=torch.bool, device=device)
-    low = target.clamp(max=min_block)
-    k = candidates or max(4, 4 * math.ceil(t_max / min(min_block, t_max)))  # enough blocks for the largest target
-    area = (low.float().repeat_interleave(k), target.float().repeat_interleave(k))
-    blocks = sample_blocks(batch * k, grid, area, aspect, generator, log_aspect=True)
-    union = blocks.mask(grid).reshape(batch, k, n).cummax(dim=1).values  # union of the first j+1 blocks
-    reached = union.sum(-1) >= target[:, None]                            # (B, k)
-    first = torch.where(reached.any(1), reached.float().argmax(1), torch.full_like(reached[:, 0], k - 1, dtype=torch.long))
-    return union[torch.arange(batch, device=union.device), first] & (target > 0)[:, None]
+    target = torch.round(torch.as_tensor(ratio, dtype=torch.float32, device=device).expand(batch) * height * width).long()
+    mask = torch.zeros(batch, height * width, dtype=torch.bool, device=device)
+    count = torch.zeros(batch, dtype=torch.long, device=device)
+    active = target > 0
+    log_lo, log_hi = math.log(aspect[0]), math.log(aspect[1])
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    while bool(active.any()):
+        left_to_mask = (target - count)[:, None].float()                              # (B, 1)
+        u = _rand((4, batch, tries), generator)
+        area = min_block + (left_to_mask - min_block) * u[0]                          # uniform(min_block, r)
+        r = torch.exp(log_lo + (log_hi - log_lo) * u[1])
+        h = torch.round(torch.sqrt(area * r)).long()
+        w = torch.round(torch.sqrt(area / r)).long()
+        fits = (h < height) & (w < width)
+        top = (u[2] * (height - h + 1).clamp(min=1)).long()
+        left = (u[3] * (width - w + 1).clamp(min=1)).long()
+        in_rows = (rows >= top[..., None]) & (rows < (top + h)[..., None])             # (B, T, H)
+        in_cols = (cols >= left[..., None]) & (cols < (left + w)[..., None])            # (B, T, W)
+        block = (in_rows[..., :, None] & in_cols[..., None, :]).reshape(batch, tries, -1)
+        new = (block & ~mask[:, None]).sum(-1)                                        # (B, T)
+        ok = fits & (new > 0) & (new <= left_to_mask.long()) & active[:, None]
+        found = ok.any(1)
+        first = ok.float().argmax(1)                                                  # the first acceptable try
+        chosen = block[torch.arange(batch, device=device), first] & found[:, None]
+        mask |= chosen
+        count += torch.where(found, new.gather(1, first[:, None]).squeeze(1), torch.zeros_like(count))
+        active = found & (count < target)
+    return mask
 
 
 def ibot_masks(batch: int, grid: tuple[int, int], generator: torch.Generator, ratio: tuple[float, float] = (0.1, 0.5),

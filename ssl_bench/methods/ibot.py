@@ -36,9 +36,9 @@ class IBOT(DINO):
     10 local crops (the local crops take only L_cls), masking probability 0.5, prediction ratio
     U(0.1, 0.5), BEiT block masking. Inherited from DINO: the head, the [CLS] temperature schedule,
     the frozen last layer(s) and per-parameter clipping. The weight-decay schedule is BaseMethod's
-    ``final_weight_decay``. Not implemented: BEiT's per-block cap on the remaining area (see
-    ``masking.block_masking``: masks overshoot their ratio more, e.g. 0.36 of the patches on average
-    instead of 0.3 on an 8x8 grid).
+    ``final_weight_decay``. Masks: ``masking.block_masking`` follows BEiT's generator (each block
+    capped by what is left to mask); ``mask_min_block`` is its smallest block area (BEiT 4; iBOT's
+    code uses (min(H, W) // 3)^2, 16 on a 14x14 grid).
 
     State in every checkpoint: the centres ``center`` / ``patch_center`` (buffers), the mask seed
     (``mask_seed``; masks are a function of (seed, step, rank)) and the learnable ``mask_token``.

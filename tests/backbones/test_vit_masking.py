@@ -1,6 +1,9 @@
 """The patch-token ViT backbone and the masking module (issue #23, shared machinery)."""
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 import torch
 
@@ -116,13 +119,57 @@ def test_sample_blocks_within_scale_and_aspect_ranges():
         assert torch.equal(mask[b], expect)
 
 
-def test_block_masking_reaches_the_ratio_with_few_extra_patches():
+def beit_block_mask_loop(grid: tuple[int, int], target: int, rng: random.Random, min_block: int = 4,
+                         aspect: tuple[float, float] = (0.3, 1 / 0.3), tries: int = 10) -> torch.Tensor:
+    """BEiT's Algorithm 1 for one image, written as the paper and its generator state it: add one
+    rectangle at a time (area uniform in [min_block, left to mask], log-uniform aspect, smaller than
+    the grid), keep it only if it masks 1..(left to mask) new patches, give up after ``tries`` misses."""
+    height, width = grid
+    mask = [[False] * width for _ in range(height)]
+    count = 0
+    while count < target:
+        left_to_mask, added = target - count, 0
+        for _ in range(tries):
+            area = rng.uniform(min_block, left_to_mask)
+            r = math.exp(rng.uniform(math.log(aspect[0]), math.log(aspect[1])))
+            h, w = round(math.sqrt(area * r)), round(math.sqrt(area / r))
+            if h < height and w < width:
+                top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+                cells = [(i, j) for i in range(top, top + h) for j in range(left, left + w) if not mask[i][j]]
+                if 0 < len(cells) <= left_to_mask:
+                    for i, j in cells:
+                        mask[i][j] = True
+                    added = len(cells)
+                    break
+        if added == 0:
+            break
+        count += added
+    return torch.tensor(mask).flatten()
+
+
+def test_block_masking_never_exceeds_the_target_and_almost_always_reaches_it():
     mask = masking.block_masking(500, (14, 14), 0.4, _gen())
-    counts = mask.sum(1)
-    target = round(0.4 * 196)
-    assert (counts >= target).all()
-    assert counts.float().mean() < 1.25 * target                    # stops at the first block that reaches it
-    assert counts.unique().numel() > 5                               # per-sample blocks
+    counts, target = mask.sum(1), round(0.4 * 196)
+    assert (counts <= target).all()                                  # each block capped by what is left
+    assert (counts == target).float().mean() > 0.8 and counts.min() >= target - 4
+    assert not mask.all(1).any() and mask.any(1).all()
+
+
+@pytest.mark.parametrize("grid, ratio, min_block", [((8, 8), 0.4, 4), ((4, 4), 0.5, 2), ((14, 14), 0.3, 16)])
+def test_block_masking_has_the_law_of_beits_one_block_at_a_time_loop(grid, ratio, min_block):
+    """The batched masks against BEiT's loop (above), over 3,000 images each: the same distribution of
+    the masked count and the same masking frequency at every patch position (blocks cover the centre
+    more than the corners), within sampling error."""
+    n, target = 3000, round(ratio * grid[0] * grid[1])
+    batched = masking.block_masking(n, grid, ratio, _gen(1), min_block=min_block).float()
+    rng = random.Random(0)
+    loop = torch.stack([beit_block_mask_loop(grid, target, rng, min_block) for _ in range(n)]).float()
+    for masks in (batched, loop):
+        assert (masks.sum(1) <= target).all()
+    assert abs(batched.sum(1).mean() - loop.sum(1).mean()) < 0.02 * target
+    reached = [float((m.sum(1) == target).float().mean()) for m in (batched, loop)]
+    assert abs(reached[0] - reached[1]) < 0.04
+    assert (batched.mean(0) - loop.mean(0)).abs().max() < 0.05        # per-position frequency, se ~0.013
 
 
 def test_multiblock_masks_ijepa_shapes():

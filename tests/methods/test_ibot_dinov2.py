@@ -34,13 +34,13 @@ def test_registered():
 
 
 def test_ibot_masks_probability_ratio_and_blocks():
-    """About half of the images masked; each masked image's ratio from U(0.1, 0.5) (block masks reach
-    their target, so at least 0.1 N patches); per-sample ratios; a function of the generator."""
+    """About half of the images masked; each masked image's ratio from U(0.1, 0.5) (block masks never
+    exceed their target and seldom stop short of it); per-sample ratios; a function of the generator."""
     grid = (8, 8)
     m = masking.ibot_masks(2000, grid, torch.Generator().manual_seed(0), (0.1, 0.5), 0.5)
     counts = m.sum(1)
     assert abs(float((counts > 0).float().mean()) - 0.5) < 0.05
-    assert int(counts[counts > 0].min()) >= round(0.1 * 64)
+    assert int(counts.max()) <= round(0.5 * 64) and float((counts[counts > 0] >= round(0.1 * 64)).float().mean()) > 0.97
     assert counts[counts > 0].unique().numel() > 10
     assert torch.equal(m, masking.ibot_masks(2000, grid, torch.Generator().manual_seed(0)))
     assert not masking.ibot_masks(50, grid, torch.Generator().manual_seed(0), prob=0.0).any()
@@ -50,7 +50,8 @@ def test_block_masking_per_sample_ratios_reach_each_target():
     ratios = torch.tensor([0.0, 0.1, 0.3, 0.5] * 50)
     mask = masking.block_masking(200, (8, 8), ratios, torch.Generator().manual_seed(1))
     targets = torch.round(ratios * 64)
-    assert (mask.sum(1) >= targets).all() and not mask[ratios == 0].any()
+    assert (mask.sum(1) <= targets).all() and float((mask.sum(1) == targets).float().mean()) > 0.9
+    assert not mask[ratios == 0].any()
     means = [float(mask[ratios == r].sum(1).float().mean()) for r in (0.1, 0.3, 0.5)]
     assert means == sorted(means) and means[0] < means[2]               # grows with the ratio
 
