@@ -5,6 +5,7 @@ pytest, so ``--model test_module.Class`` resolves in the test's process). Shared
 tests/helpers.py."""
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,12 @@ def learning_runs(tmp_path_factory) -> Path:
     """One folder for the session's learning-test runs, so that a run several tests or modules
     need is trained once (the learning tests' runs, the SCAN test's SimCLR checkpoint)."""
     return tmp_path_factory.mktemp("learning_runs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files of slow (learning) tests first, those with the most slow tests (the longest) first,
+    each file's tests in their own order: pytest-xdist hands out files in this order
+    (``--no-loadscope-reorder``), so the few long files start early and the many short ones fill the
+    gaps, instead of a long file starting last on one core."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
