@@ -8,14 +8,13 @@ online linear probing, k-NN evaluation and the collapse monitor.
 """
 from __future__ import annotations
 
-import random
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from .. import rng_streams
 from ..backbones import build_backbone
 from ..data.train_data import TrainData
 from ..distributed import gather_no_grad, gather_with_grad
@@ -243,27 +242,18 @@ class BaseMethod(pl.LightningModule):
         return callbacks
 
     # ----------------------------------------------------------------------------- checkpoint state
+    def setup(self, stage: str) -> None:
+        """Fitting under DDP: each rank gets its own random stream (``rng_streams.split_per_rank``), so
+        ranks draw different augmentations; a resumed run then restores every rank's own stream."""
+        if stage == "fit" and self._trainer is not None:
+            rng_streams.split_per_rank(self.global_rank, self.trainer.world_size)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse to save diverged weights, and store every RNG so a resumed run continues exactly."""
+        """Refuse to save diverged weights, and store every RNG (each rank's) so a resumed run continues exactly."""
         self.raise_if_diverged()
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        version, py_state, py_gauss = random.getstate()
-        # plain tensors/ints only, so the checkpoint loads with torch.load(weights_only=True)
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-            "python": [version, list(py_state), py_gauss],
-        }
+        checkpoint["rng_states"] = rng_streams.capture(self.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("rng_states")
-        if not states:
-            return
-        torch.set_rng_state(states["torch"])
-        if states["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
-        kind, keys, pos, has_gauss, gauss = states["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        version, py_state, py_gauss = states["python"]
-        random.setstate((version, tuple(py_state), py_gauss))
+        if states:
+            rng_streams.restore(states, self.global_rank, self.device)
