@@ -73,6 +73,7 @@ class LastCheckpoint(Checkpoint):
         self._last_save = time.monotonic()
         self._next_log_step = 0
         self.saved_at_stop: int | None = None  # the global step saved when a stop request ended the fit
+        self._saved_step: int | None = None     # the global step of the last save of this process
 
     @property
     def train_seconds(self) -> float:
@@ -109,14 +110,17 @@ class LastCheckpoint(Checkpoint):
 
         if isinstance(exception, SIGTERMException) and trainer.training and self._start is not None:
             # raised in on_train_batch_end (StopOnSigterm): saved as a mid-epoch checkpoint there; the
-            # stopped batch's metrics row is not written, and a resumed run logs from the next step
-            self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped + 1)
+            # stopped batch's metrics row is not written, and a resumed run logs from the next step.
+            # Raised at an epoch's start: the previous epoch's end saved this step already.
+            if trainer.global_step != self._saved_step:
+                self._save(trainer, next_log_step=trainer.fit_loop.epoch_loop._batches_that_stepped + 1)
             self.saved_at_stop = trainer.global_step
 
     def _save(self, trainer: pl.Trainer, next_log_step: int) -> None:
         self._next_log_step = next_log_step
         trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
         self._last_save = time.monotonic()
+        self._saved_step = trainer.global_step
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

@@ -39,10 +39,17 @@ class StopOnSigterm(pl.Callback):
     """Replaces Lightning's SIGTERM handler for the fit with one that only records the request; the
     ranks then decide together, after a training step, to stop there (``SIGTERMException``, which
     ``LastCheckpoint.on_exception`` answers with a checkpoint). Lightning's own check would let a
-    rank stop alone in the middle of a validation while the others wait for it."""
+    rank stop alone in the middle of a validation while the others wait for it.
+
+    A stop decided after an epoch's last batch waits for the epoch's end (its validation, hooks and
+    epoch-end checkpoint) and ends the fit where the next epoch would start: Lightning resumes a
+    checkpoint saved after the last batch as a finished epoch, without the validation and epoch-end
+    hooks the uninterrupted run has there, so the resumed run would not continue exactly. A stop
+    decided after the last batch of the last epoch lets the fit finish."""
 
     def __init__(self) -> None:
         self.received = False
+        self.at_next_epoch = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -67,7 +74,14 @@ class StopOnSigterm(pl.Callback):
             return
         if stop:
             self.received = True
+            if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+                self.at_next_epoch = True  # every rank: they agreed on ``stop`` and share the epoch length
+                return
             raise SIGTERMException
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at_next_epoch:
+            raise SIGTERMException  # the last epoch-end checkpoint holds this state (LastCheckpoint.on_exception)
 
 
 def collective_timeout_line(err: BaseException, rank: int, world_size: int, minutes: float) -> str | None:

@@ -39,6 +39,8 @@ class EmbeddingBuffer:
         if self.z1 is None:
             self.z1 = z1.new_zeros(self.size, z1.shape[1])
             self.z2 = z1.new_zeros(self.size, z1.shape[1])
+        elif self.z1.device != z1.device:  # restored from a checkpoint onto another device
+            self.z1, self.z2 = self.z1.to(z1.device), self.z2.to(z1.device)
         idx = (torch.arange(z1.shape[0], device=z1.device) + self.count) % self.size
         self.z1[idx], self.z2[idx] = z1, z2
         self.count += z1.shape[0]
@@ -81,8 +83,8 @@ class SoftmaxWindow:
         self.count = 0
 
     def add(self, prob_sum: Tensor, ce_sum: Tensor, count: int) -> None:
-        self.prob_sum = prob_sum if self.prob_sum is None else self.prob_sum + prob_sum
-        self.ce_sum = ce_sum if self.ce_sum is None else self.ce_sum + ce_sum
+        self.prob_sum = prob_sum if self.prob_sum is None else self.prob_sum.to(prob_sum.device) + prob_sum
+        self.ce_sum = ce_sum if self.ce_sum is None else self.ce_sum.to(ce_sum.device) + ce_sum
         self.count += count
 
     def metrics(self) -> dict[str, Tensor]:
@@ -124,6 +126,18 @@ class CollapseMonitor(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log(pl_module, on_step=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The buffered embeddings and the softmax window (the same on every rank) go into checkpoints,
+        so a resumed run logs the statistics the uninterrupted run logs."""
+        b, w = self.buffer, self.softmax
+        return {"z1": b.z1, "z2": b.z2, "count": b.count, "prob_sum": w.prob_sum, "ce_sum": w.ce_sum,
+                "window_count": w.count}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.buffer.z1, self.buffer.z2, self.buffer.count = state_dict["z1"], state_dict["z2"], state_dict["count"]
+        self.softmax.prob_sum, self.softmax.ce_sum = state_dict["prob_sum"], state_dict["ce_sum"]
+        self.softmax.count = state_dict["window_count"]
 
     def _log(self, pl_module: pl.LightningModule, on_step: bool) -> None:
         if self.buffer.count < 2:

@@ -1,10 +1,12 @@
 """Multi-process training as a user runs it: ``ssl-bench pretrain ... --trainer.devices 2
 --trainer.strategy ddp`` on 2 CPU processes (gloo), progress bar on, for a method of every family;
 a collective that never completes ends the run in one line within ``run.collective_timeout_minutes``;
-SIGTERM stops a run with a checkpoint that ``--run.resume auto`` continues exactly; the sweep runs a
-DDP cell."""
+SIGTERM stops a run with a checkpoint that ``--run.resume auto`` continues exactly (one process and
+two); the ranks draw their own random streams; the sweep runs a DDP cell."""
+import hashlib
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -26,8 +28,9 @@ DDP = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.acceler
 FAMILIES = ["simclr", "moco_v2plus", "byol", "swav", "wmse", "dino"]
 
 
-def ssl_bench(args: list[str], cwd: Path, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
-    env = pythonpath(TESTS)
+def ssl_bench(args: list[str], cwd: Path, timeout: float = 240, env: dict[str, str] | None = None,
+              **popen) -> subprocess.CompletedProcess:
+    env = {**pythonpath(TESTS), **(env or {})}
     return subprocess.run([sys.executable, "-m", "ssl_bench.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env, **popen)
 
@@ -49,6 +52,25 @@ def test_two_processes_from_the_command_line_finish(repo, tmp_path, method):
     for key in ("val_knn_top1", "val_linear_top1", "train_loss", "rankme", "z_std", "entropy", "reconstruction"):
         assert summary[key] is not None and math.isfinite(summary[key]), key
     assert proc.stdout.count("k-NN top-1") == 1
+
+
+class RankStreams(SimCLR):
+    """Test-only: each rank writes a digest of torch's generator state when training starts (after the
+    per-rank split, or after a resumed checkpoint's restore)."""
+
+    def on_train_start(self):
+        digest = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+        (Path(self.trainer.default_root_dir) / f"stream-rank{self.global_rank}.txt").write_text(digest)
+
+
+def test_each_rank_draws_its_own_random_stream(repo, tmp_path):
+    """Under DDP every process is seeded alike; without the split, each rank would draw the same
+    augmentation parameters for its own images."""
+    proc = ssl_bench([*config_args(repo, "simclr", tmp_path, "r"), "--model", "test_ddp_cli.RankStreams",
+                      "--trainer.max_epochs", "1", *QUIET, *DDP], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    streams = [(tmp_path / f"r/stream-rank{rank}.txt").read_text() for rank in (0, 1)]
+    assert streams[0] != streams[1]
 
 
 class OneRankCollective(pl.Callback):
@@ -140,6 +162,41 @@ def test_sigterm_stops_two_processes_together(repo, tmp_path):
     _sigterm_then_resume(repo, tmp_path / "ddp", DDP, epochs=6, stop_after=8)
     summary = json.loads((tmp_path / "ddp/r/summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs"] == 6
+
+
+class SigtermAtStep(SimCLR):
+    """Test-only: rank 0 sends itself SIGTERM as step ``$SIGTERM_AT_STEP`` starts, once per run
+    directory (a marker file), as SLURM would at any moment."""
+
+    def on_train_batch_start(self, batch, batch_idx):
+        step, marker = os.environ.get("SIGTERM_AT_STEP"), Path(self.trainer.default_root_dir) / "sigterm-sent"
+        if step is not None and self.global_rank == 0 and self.global_step == int(step) and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("world, last_batch", [(1, 10), (2, 9)])  # 11 steps per epoch on one process, 5 on two
+def test_sigterm_on_an_epochs_last_batch_then_resume_continues_exactly(repo, tmp_path, world, last_batch):
+    """Stopped on the last batch of an epoch (the stop waits for the epoch's validation and end), then
+    resumed: the same metrics rows and final weights as the run never stopped, on one process and on
+    two (every rank's random stream is in the checkpoint, and each rank gets its own back)."""
+    extra = ["--model", "test_ddp_cli.SigtermAtStep", "--trainer.max_epochs", "3", "--trainer.deterministic", "true",
+             "--trainer.log_every_n_steps", "1", *QUIET, *(DDP if world == 2 else [])]
+    straight = ssl_bench([*config_args(repo, "simclr", tmp_path / "straight", "r"), *extra], tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    args = [*config_args(repo, "simclr", tmp_path / "stopped", "r"), *extra]
+    env = {"SIGTERM_AT_STEP": str(last_batch)}
+    stopped = ssl_bench(args, tmp_path, env=env)
+    assert stopped.returncode == 143 and f"stopped by SIGTERM at step {last_batch + 1}" in stopped.stderr, stopped.stderr[-3000:]
+    resumed = ssl_bench([*args, "--run.resume", "auto"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (torch.load(tmp_path / f"{d}/r/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+            for d in ("straight", "stopped"))
+    assert a["global_step"] == b["global_step"] and len(b["rng_states"].get("torch_per_rank", [0] * world)) == world
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    rows = [(tmp_path / f"{d}/r/metrics.csv").read_text() for d in ("straight", "stopped")]
+    assert rows[0] == rows[1]
 
 
 def test_sweep_runs_a_two_process_cell(repo, tmp_path):
