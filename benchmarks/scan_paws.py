@@ -10,6 +10,7 @@ table. Runs that already have a summary.json in ``<out>`` are reused.
 
     OMP_NUM_THREADS=1 python benchmarks/scan_paws.py --seeds 0 1 2 --out runs/bench-scan-paws [--parts scan paws]
         [--paws-args '{"support_per_class": 4}']   (replaces model arguments of configs/cifar10-tiny/paws.yaml; use its own --out)
+        [--finetune-seeds 1 2]   (PAWS part: also fine-tune both sides with these seeds, same checkpoint and labels)
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ from ssl_bench.pretrain import pretrain  # noqa: E402
 from ssl_bench.eval.scan import run_scan  # noqa: E402
 
 
-def one_seed(seed: int, out: Path, parts: list[str], paws_args: dict) -> dict:
+def one_seed(seed: int, out: Path, parts: list[str], paws_args: dict, finetune_seeds: list[int]) -> dict:
     row: dict = {"seed": seed}
     t = time.perf_counter()
     if "scan" in parts:
         row.update(scan_part(seed, out))
     if "paws" in parts:
-        row.update(paws_part(seed, out, paws_args))
+        row.update(paws_part(seed, out, paws_args, finetune_seeds))
     row["seconds"] = round(time.perf_counter() - t, 1)
     return row
 
@@ -54,15 +55,19 @@ def scan_part(seed: int, out: Path) -> dict:
     return row
 
 
-def paws_part(seed: int, out: Path, paws_args: dict) -> dict:
+def paws_part(seed: int, out: Path, paws_args: dict, finetune_seeds: list[int]) -> dict:
     paws_dir = out / f"seed{seed}" / "paws"
     cfg = paws_config(paws_dir, seed, paws_args)
     summary_file = paws_dir / cfg["run"]["name"] / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else pretrain(cfg)
     metrics = summary["all_metrics"]
-    return {"paws_snn": metrics["val_snn_top1"], "paws_linear": metrics["val_fewlabel_linear_top1"],
-            "paws_knn": metrics["val_knn_top1"], "paws_finetuned": paws_finetuned(paws_dir, seed),
-            "supervised": supervised_baseline(seed)}
+    row = {"paws_snn": metrics["val_snn_top1"], "paws_linear": metrics["val_fewlabel_linear_top1"],
+           "paws_knn": metrics["val_knn_top1"], "paws_finetuned": paws_finetuned(paws_dir, seed),
+           "supervised": supervised_baseline(seed)}
+    for f in finetune_seeds:  # the fine-tuning's own spread: same checkpoint and labels, other head start and views
+        row[f"paws_finetuned_ft{f}"] = paws_finetuned(paws_dir, seed, f)
+        row[f"supervised_ft{f}"] = supervised_baseline(seed, f)
+    return row
 
 
 def main() -> None:
@@ -72,12 +77,14 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["scan", "paws"], default=["scan", "paws"])
     parser.add_argument("--paws-args", type=json.loads, default={},
                         help="JSON object of PAWS model arguments replacing those of configs/cifar10-tiny/paws.yaml")
+    parser.add_argument("--finetune-seeds", type=int, nargs="*", default=[],
+                        help="PAWS part: also fine-tune PAWS and supervised-only with these seeds")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in args.seeds:
-        rows.append(one_seed(seed, out, args.parts, args.paws_args))
+        rows.append(one_seed(seed, out, args.parts, args.paws_args, args.finetune_seeds))
         print(json.dumps(rows[-1]), flush=True)
         (out / f"results-{'-'.join(args.parts)}.json").write_text(json.dumps({"paws_epochs": PAWS_EPOCHS, "rows": rows}, indent=2))
     cols = ["seed", "kmeans_acc", "scan_acc", "scan_nmi", "scan_ari", "self_label_acc", "self_label_nmi",

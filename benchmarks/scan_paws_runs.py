@@ -49,32 +49,34 @@ def paws_config(folder: Path, seed: int = 0, overrides: dict | None = None) -> d
 
 
 FINETUNE_EPOCHS = 100
-_SCRATCH: dict[int, float] = {}  # supervised-only accuracy per seed (two tests compare with it)
+_SCRATCH: dict[tuple[int, int], float] = {}  # supervised-only accuracy per (seed, fine-tuning seed)
 
 
-def finetune_top1(target: EvalTarget, seed: int) -> float:
+def finetune_top1(target: EvalTarget, seed: int, finetune_seed: int | None = None) -> float:
     """The ``finetune`` protocol (``ssl-bench eval --protocol finetune``: the backbone and a new head,
-    100 epochs, head start and augmentations seeded by ``seed``) on the labelled images PAWS trains
-    with (``model.label_seed`` = ``seed``); val top-1 (%)."""
+    100 epochs, head start and augmentations seeded by ``finetune_seed``, default ``seed``) on the
+    labelled images PAWS trains with (``model.label_seed`` = ``seed``); val top-1 (%)."""
     bank = target.dm.eval_splits()[0]  # eval_train_subset = train_subset: the 4,000 training images, in order
     idx = labelled_indices(bank.labels.cpu(), LABEL_FRACTION, seed=seed)
-    return float(finetune_scores(target, FINETUNE_EPOCHS, seed, idx)[1])
+    return float(finetune_scores(target, FINETUNE_EPOCHS, seed if finetune_seed is None else finetune_seed, idx)[1])
 
 
-def supervised_baseline(seed: int = 0) -> float:
+def supervised_baseline(seed: int = 0, finetune_seed: int | None = None) -> float:
     """Supervised-only: the PAWS config's network at random initialisation (``build.untrained_method``,
     the one random-init path: ``ssl-bench eval --random-init --protocol finetune``) fine-tuned on
     the labelled 10%."""
-    if seed not in _SCRATCH:
+    key = (seed, seed if finetune_seed is None else finetune_seed)
+    if key not in _SCRATCH:
         with tempfile.TemporaryDirectory() as folder:
             cfg = paws_config(Path(folder), seed)
             dump_config(cfg, Path(folder) / "paws.yaml")
-            _SCRATCH[seed] = finetune_top1(EvalTarget(config=Path(folder) / "paws.yaml", random_init=True), seed)
-    return _SCRATCH[seed]
+            target = EvalTarget(config=Path(folder) / "paws.yaml", random_init=True)
+            _SCRATCH[key] = finetune_top1(target, seed, key[1])
+    return _SCRATCH[key]
 
 
-def paws_finetuned(folder: Path, seed: int = 0) -> float:
+def paws_finetuned(folder: Path, seed: int = 0, finetune_seed: int | None = None) -> float:
     """The PAWS backbone pretrained in ``folder`` (by :func:`paws_config`), fine-tuned on its labelled
     subset with the supervised-only recipe (PAWS paper, Sec. 5: fine-tuning after pretraining)."""
     ckpt = folder / paws_config(folder, seed)["run"]["name"] / "checkpoints" / "last.ckpt"  # run name: args-independent
-    return finetune_top1(EvalTarget(ckpt), seed)
+    return finetune_top1(EvalTarget(ckpt), seed, finetune_seed)

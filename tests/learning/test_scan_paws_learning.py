@@ -9,8 +9,10 @@ tests/learning/test_learning_simclr_byol_simsiam_barlow.py). The runs: benchmark
   the SimCLR projector output (31-33%) beats SCAN on every seed, though: the backbone features
   cluster badly under k-means (benchmarks/RESULTS.md). This test runs seed 0 with 40 epochs.
 - PAWS with 10% of the labels (400 images) learns (k-NN beats random init by MARGIN), and its
-  backbone fine-tuned on the 400 labelled images beats the same backbone trained supervised-only on
-  them (same 100-epoch recipe and seed; only the starting weights differ). The support batch is 16
+  backbone fine-tuned on the 400 labelled images keeps up with the same backbone trained
+  supervised-only on them (same 100-epoch recipe and seed; only the starting weights differ): within
+  TIE points. Seed 0 is a tie, so this test cannot ask for a lead (see below); the lead over seeds is
+  benchmarks/scan_paws.py's to show. The support batch is 16
   images per class (160, 2.5x the unlabelled batch of 64: the official CIFAR-10 config's 640
   against 256); with 4 per class (stop 16) fine-tuned and supervised-only tied (-0.9 / +0.7 / +0.1
   points, seeds 0 / 1 / 2). With 16 (2026-12-04, one VM): fine-tuned minus supervised-only
@@ -19,7 +21,10 @@ tests/learning/test_learning_simclr_byol_simsiam_barlow.py). The runs: benchmark
   helper of this test. Since 2026-12-06 both sides are the ``finetune`` protocol of ``ssl-bench
   eval`` (the checkpoint, and the config's network at random init: the one random-init path), which
   starts the head from another draw: seed 0 gives 40.24 against 39.95 (+0.29, two threads), inside
-  one standard error; the lead is thin at this scale. PAWS's frozen evaluations
+  one standard error; the lead is thin at this scale. With one thread (each test process's since
+  2026-12-07) seed 0 gives 39.87 against 39.91 (-0.04), and fine-tuning seeds 1 / 2 on the same
+  checkpoint and labels +0.28 / -0.31: on seed 0 PAWS and supervised-only tie, so "beats" was a coin
+  flip there; seeds 1 / 2 lead by +1.51 / +1.99 (two threads). PAWS's frozen evaluations
   (soft-NN 31-35%, linear head on the labelled subset 35-38%) stay below supervised-only (39-40%):
   a strict xfail, so the day they pass the test says so.
 
@@ -68,13 +73,17 @@ def test_paws_learns(baseline, tmp_path):
     assert knn > baseline + MARGIN
 
 
-def test_paws_beats_supervised_only_with_the_same_labels(tmp_path):
+TIE = 1.0  # points: about 1.4 standard errors of a difference of two accuracies on 10,000 images
+
+
+def test_paws_finetuned_keeps_up_with_supervised_only_with_the_same_labels(tmp_path):
     """Fine-tuned PAWS against supervised-only: the same 400 labelled images, the same 100-epoch
-    recipe and seed; only the starting weights differ (PAWS-pretrained vs random)."""
+    recipe and seed; only the starting weights differ (PAWS-pretrained vs random). It fails when
+    PAWS's pretraining leaves the backbone a worse start for fine-tuning than random weights."""
     paws_metrics(tmp_path)
     finetuned, supervised = paws_finetuned(_PAWS["folder"], 0), supervised_baseline(0)
     print(f"\nPAWS fine-tuned {finetuned:.2f}% vs supervised-only {supervised:.2f}%")
-    assert finetuned > supervised
+    assert finetuned > supervised - TIE
 
 
 @pytest.mark.xfail(strict=True, reason="short CPU run: PAWS's frozen protocols (soft-NN, linear head on the "
