@@ -48,7 +48,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ssl_bench.data import batched_ops as ops
-from ssl_bench.data.batched_augment import BatchedMultiView, BatchedViewAugment, sample_crop_boxes
+from ssl_bench.data.batched_augment import BatchedMultiView, BatchedViewAugment
 from ssl_bench.data.per_image import PerImageMultiView
 from ssl_bench.data.recipes import CIFAR_MEAN, CIFAR_STD, MultiViewRecipe, ViewAugment, build_recipe
 
@@ -251,7 +251,6 @@ def op_table(batch_size: int, device: str, reps: int = 10, rounds: int = 5) -> d
     x = x8.float().div_(255)
     aug = BatchedViewAugment(v)
     p = aug.sample_params(batch_size, 32, 32)
-    k = 3
     no_flip = {**p, "flip": torch.zeros(batch_size, dtype=torch.bool)}
     rows: dict[str, tuple[Callable[[], object] | None, Callable[[], object] | None]] = {}
     rrc = K.RandomResizedCrop((32, 32), scale=v.crop_scale, ratio=v.crop_ratio).to(device)

@@ -126,8 +126,8 @@ def _plan_run_directory(cfg: dict[str, dict[str, Any]], run_dir: Path, rank_zero
             raise ConfigError(f"run.resume: checkpoint not found: {resume} (or use run.resume auto)")
     if not rank_zero or state is rd.RunState.ABSENT or overwrite:
         return _Plan(run_dir, state, ckpt)
-    how = (f"continue it with --run.resume auto, or start afresh with --run.overwrite true (deletes its "
-           f"checkpoint, metrics and summary), or choose another --run.name")
+    how = ("continue it with --run.resume auto, or start afresh with --run.overwrite true (deletes its "
+           "checkpoint, metrics and summary), or choose another --run.name")
     if resume is None:
         raise RunDirectoryError(f"run directory {rd.describe(run_dir)}; {how}")
     own = rd.last_checkpoint(run_dir)

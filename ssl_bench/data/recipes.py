@@ -21,7 +21,7 @@ Named recipes:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)

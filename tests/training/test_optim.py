@@ -1,6 +1,4 @@
 """Optimiser pieces: LR scaling rules, warmup+cosine, weight-decay exclusion, EMA schedule/update."""
-import math
-
 import pytest
 import torch
 from torch import nn
