@@ -6,7 +6,7 @@ below, never one above (``../shared/DESIGN.md``, "Layout and layers", of which t
 
   0  the package root (version only), errors, terminal
   1  pure parts: distributed, metrics, optim, config, locking, run_dir, backbones,
-     masking (patch masks for masked-image methods)
+     masking (patch masks for masked-image methods), rng_streams (per-rank random streams)
   2  losses (pure functions of tensors)
   3  data (sources, recipes, pipelines, labelled subsets, the DataModule)
   4  callbacks, checkpointing, stopping, fitting (the one classifier-fitting loop, on features or images)
@@ -29,7 +29,7 @@ PACKAGE = Path(ssl_bench.__file__).parent
 LAYERS: dict[str, int] = {
     "ssl_bench": 0, "errors": 0, "terminal": 0,
     "distributed": 1, "metrics": 1, "optim": 1, "config": 1, "locking": 1, "run_dir": 1, "backbones": 1,
-    "masking": 1,
+    "masking": 1, "rng_streams": 1,
     "losses": 2,
     "data": 3,
     "callbacks": 4, "checkpointing": 4, "stopping": 4, "fitting": 4,
