@@ -154,8 +154,6 @@ def block_masking(batch: int, grid: tuple[int, int], ratio: float | Tensor, gene
     count = torch.zeros(batch, dtype=torch.long, device=device)
     active = target > 0
     log_lo, log_hi = math.log(aspect[0]), math.log(aspect[1])
-    rows = torch.arange(height, device=device)
-    cols = torch.arange(width, device=device)
     while bool(active.any()):
         left_to_mask = (target - count)[:, None].float()                              # (B, 1)
         u = _rand((4, batch, tries), generator)
@@ -166,9 +164,7 @@ def block_masking(batch: int, grid: tuple[int, int], ratio: float | Tensor, gene
         fits = (h < height) & (w < width)
         top = (u[2] * (height - h + 1).clamp(min=1)).long()
         left = (u[3] * (width - w + 1).clamp(min=1)).long()
-        in_rows = (rows >= top[..., None]) & (rows < (top + h)[..., None])             # (B, T, H)
-        in_cols = (cols >= left[..., None]) & (cols < (left + w)[..., None])            # (B, T, W)
-        block = (in_rows[..., :, None] & in_cols[..., None, :]).reshape(batch, tries, -1)
+        block = Blocks(top.flatten(), left.flatten(), h.flatten(), w.flatten()).mask(grid).reshape(batch, tries, -1)
         new = (block & ~mask[:, None]).sum(-1)                                        # (B, T)
         ok = fits & (new > 0) & (new <= left_to_mask.long()) & active[:, None]
         found = ok.any(1)
