@@ -11,7 +11,7 @@ import torch
 from ssl_bench.cli import main
 from ssl_bench.config import apply_overrides, load_config
 from ssl_bench.methods import METHODS, SimCLR
-from helpers import QUIET, digits_args, load_ckpt, straight_and_resumed
+from helpers import QUIET, assert_same_weights, digits_args, load_ckpt, straight_and_resumed
 
 SUMMARY_KEYS = {"val_knn_top1", "val_linear_top1", "train_loss", "rankme", "z_std", "entropy", "reconstruction"}
 
@@ -62,8 +62,7 @@ def test_resume_continues_exactly(repo, tmp_path, method):
     straight, resumed, _ = straight_and_resumed(cfg, tmp_path)
     assert resumed["global_step"] == straight["global_step"] > 0
     assert any(k.startswith("teacher_") for k in straight["state_dict"])
-    for key, value in straight["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    assert_same_weights(straight, resumed)
     for a, b in zip(straight["optimizer_states"][0]["state"].values(),
                     resumed["optimizer_states"][0]["state"].values()):
         torch.testing.assert_close(b["momentum_buffer"], a["momentum_buffer"], rtol=0, atol=0)

@@ -24,7 +24,7 @@ from ssl_bench import __version__
 from ssl_bench.cli import main
 from ssl_bench.methods import SimCLR
 from ssl_bench.run_dir import RunState, clear_run, run_state
-from helpers import QUIET, REPO, pythonpath
+from helpers import QUIET, REPO, assert_same_weights, pythonpath
 
 HERE = Path(__file__).resolve().parent  # subprocesses import this module by name
 KILL_ENV, SIGINT_ENV = "SSL_BENCH_TEST_KILL_AT_STEP", "SSL_BENCH_TEST_SIGINT_AT_STEP"
@@ -183,8 +183,7 @@ def test_mid_epoch_sigkill_resume_is_bit_identical(repo, tmp_path):
     straight = torch.load(tmp_path / "straight/r/checkpoints/last.ckpt", weights_only=True)
     resumed = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
     assert resumed["global_step"] == straight["global_step"] == 22
-    for key, value in straight["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    assert_same_weights(straight, resumed)
     for a, b in zip(straight["optimizer_states"][0]["state"].values(),
                     resumed["optimizer_states"][0]["state"].values()):
         torch.testing.assert_close(b["momentum_buffer"], a["momentum_buffer"], rtol=0, atol=0)

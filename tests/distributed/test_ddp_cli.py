@@ -20,7 +20,7 @@ import torch.distributed as dist
 import yaml
 
 from ssl_bench.methods import SimCLR
-from helpers import QUIET, pythonpath
+from helpers import QUIET, assert_same_weights, pythonpath
 
 TESTS = Path(__file__).resolve().parent
 DDP = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
@@ -153,8 +153,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_exactly(repo, tmp_path)
     a = torch.load(tmp_path / "straight/r/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     b = torch.load(tmp_path / "stopped/r/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"]
-    for key, value in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    assert_same_weights(a, b)
 
 
 def test_sigterm_stops_two_processes_together(repo, tmp_path):
@@ -193,8 +192,7 @@ def test_sigterm_on_an_epochs_last_batch_then_resume_continues_exactly(repo, tmp
     a, b = (torch.load(tmp_path / f"{d}/r/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
             for d in ("straight", "stopped"))
     assert a["global_step"] == b["global_step"] and len(b["rng_states"].get("torch_per_rank", [0] * world)) == world
-    for key, value in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    assert_same_weights(a, b)
     rows = [(tmp_path / f"{d}/r/metrics.csv").read_text() for d in ("straight", "stopped")]
     assert rows[0] == rows[1]
 
